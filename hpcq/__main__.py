@@ -1,0 +1,3 @@
+from hpcq.cli import main
+
+main()

@@ -1,0 +1,78 @@
+"""`hpcq <verb>`: one verb per workflow step.
+
+Verbs are thin: they parse arguments, call one function of the package and print where the output went.
+Heavy imports (torch, qiskit, transformers) happen inside each verb so that `hpcq --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hpcq.errors import HpcqError
+
+app = typer.Typer(
+    help="hpcq: quantum-head and QuanTA studies from one laptop to a supercomputer.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks, side by side with a peer.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Say which backends, devices, MPI and Slurm are usable here, and how to enable the rest."""
+    from hpcq.doctor import diagnose, render
+
+    checks = diagnose()
+    if as_json:
+        print(json.dumps([c.as_dict() for c in checks], indent=2))
+    else:
+        render(checks)
+
+
+@bench_app.command("head")
+def bench_head(
+    qubits: Annotated[int, typer.Option(help="Qubits Q of the re-uploading ansatz.")] = 10,
+    layers: Annotated[int, typer.Option(help="Layers L per PQC.")] = 2,
+    connectivity: Annotated[int, typer.Option(help="Ring distances C per layer.")] = 3,
+    reuploads: Annotated[int, typer.Option(help="Re-uploading blocks N.")] = 2,
+    batch: Annotated[int, typer.Option(help="Samples per forward+gradient call.")] = 32,
+    dtype: Annotated[str, typer.Option(help="float32 or float64.")] = "float32",
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, ...")] = "cpu",
+    backend: Annotated[str, typer.Option(help="hpcq backend to time.")] = "statevector",
+    peer: Annotated[Optional[str], typer.Option(help="Time a peer in the same run: pennylane.")] = None,
+    min_seconds: Annotated[float, typer.Option(help="Minimum timed seconds per side.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Forward+gradient samples/s of the paper's re-uploading ansatz with <Z_0>, optionally against a peer."""
+    from hpcq.bench.head import HeadBenchSpec, run_head_bench
+
+    spec = HeadBenchSpec(qubits, layers, connectivity, reuploads, batch, dtype, device, backend)
+    report = run_head_bench(spec, peer=peer, min_seconds=min_seconds, progress=not as_json)
+    if as_json:
+        print(json.dumps(report))
+    else:
+        from hpcq.bench.head import render
+
+        render(report)
+
+
+def main() -> None:
+    """Entry point: user errors print one clear line and exit 2, without a traceback."""
+    try:
+        app()
+    except HpcqError as err:
+        typer.secho(f"hpcq: error: {err}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
