@@ -1,0 +1,44 @@
+"""Checkpoints that survive a killed job: written to a temporary name, then atomically renamed.
+
+A Slurm requeue or `scancel` at any moment leaves either the previous checkpoint or the new one, never a
+half-written file, so `--resume` always finds a consistent state.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hpcq.errors import DataError
+
+
+def checkpoint_path(result_path: str | Path) -> Path:
+    """Where the checkpoint of the run that will write `result_path` lives."""
+    result_path = Path(result_path)
+    return result_path.with_name(result_path.name + ".ckpt")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write `state` (tensors, numbers, RNG states, curves) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
+    """The saved state, or None when there is no checkpoint yet."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a torn file cannot happen through save_checkpoint, but disks lie
+        raise DataError(f"checkpoint {path} is unreadable ({err}); delete it to restart the run") from err

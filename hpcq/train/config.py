@@ -1,0 +1,95 @@
+"""Run configuration: a YAML file plus `--set key=value` overrides, validated against the task's schema.
+
+Each task (`head`, `glue`, `joint`, `causal_lm`) has a JSON Schema in `hpcq/train/schemas/<task>.schema.yaml`
+whose `default:` values fill in what the file leaves out, so a result file always records the full config.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from hpcq.errors import ConfigError
+
+TASKS = ("head", "glue", "joint", "causal_lm")
+
+
+def parse_override(assignment: str) -> tuple[list[str], Any]:
+    """Split `a.b.c=value` into its key path and a YAML-parsed value (`3` → int, `null` → None)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} is not of the form key=value (e.g. model.n_qubits=12)")
+    key, raw = assignment.split("=", 1)
+    path = [part for part in key.strip().split(".") if part]
+    if not path:
+        raise ConfigError(f"override {assignment!r} has an empty key")
+    return path, yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_overrides(config: dict, assignments: list[str]) -> dict:
+    """Return a copy of `config` with each `key.path=value` assignment applied."""
+    result = copy.deepcopy(config)
+    for assignment in assignments:
+        path, value = parse_override(assignment)
+        node = result
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {assignment!r}: {part!r} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def _schema(task: str) -> dict:
+    text = resources.files("hpcq.train.schemas").joinpath(f"{task}.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _fill_defaults(validator_class: type) -> type:
+    """A validator that writes each property's `default` into the instance before validating it."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def validate_config(config: dict) -> dict:
+    """Validate against the task's schema, filling defaults; raise ConfigError naming the bad key."""
+    task = config.get("task")
+    if task not in TASKS:
+        raise ConfigError(f"task: {task!r} is not one of {', '.join(TASKS)}; set `task:` in the run config")
+    filled = copy.deepcopy(config)
+    validator = _fill_defaults(jsonschema.Draft202012Validator)(_schema(task))
+    errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ConfigError(f"{key}: {err.message} (fix it in the run config or with --set {key}=...)")
+    return filled
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> dict:
+    """Read a run config file (or start empty), apply overrides, validate and fill defaults."""
+    config: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"run config {path} does not exist; pass an existing YAML file to --config")
+        try:
+            config = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"run config {path} is not valid YAML: {err}") from err
+        if not isinstance(config, dict):
+            raise ConfigError(f"run config {path} must be a mapping of keys, not {type(config).__name__}")
+    return validate_config(apply_overrides(config, overrides or []))
