@@ -1,0 +1,94 @@
+"""Expectation values of Pauli strings on a batched state in any layout, and their adjoint seeds.
+
+(Oψ)[j] = i^{#Y} · (−1)^{popcount(src & (Z|Y))} · ψ[src] with src = j ⊕ (X|Y): sign first, then flip.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hpcq.sim.layout import Layout
+from hpcq.sim.observables import Pauli
+
+
+def _axes(layout: Layout, qubits) -> list[int]:
+    position = {q: a + 1 for a, q in enumerate(layout)}
+    return sorted(position[q] for q in qubits)
+
+
+def _sign_tensor(layout: Layout, qubits, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(−1)^{Σ bits of `qubits`} broadcastable against the [batch, 2, ..., 2] view."""
+    shape = [1] * (len(layout) + 1)
+    sign = torch.ones(shape, dtype=dtype, device=device)
+    for axis in _axes(layout, qubits):
+        axis_shape = list(shape)
+        axis_shape[axis] = 2
+        sign = sign * torch.tensor([1.0, -1.0], dtype=dtype, device=device).view(axis_shape)
+    return sign
+
+
+def _phase(pauli: Pauli, complex_path: bool) -> complex | None:
+    """i^{#Y}; None when it is imaginary on a real state (then <O> is identically zero)."""
+    n_y = len(pauli.y)
+    if complex_path:
+        return 1j**n_y
+    return None if n_y % 2 else (-1.0) ** (n_y // 2)
+
+
+def apply_pauli(state: torch.Tensor, layout: Layout, pauli: Pauli, complex_path: bool) -> torch.Tensor | None:
+    """O ψ for one Pauli string, or None when it contributes nothing (odd #Y on a real state)."""
+    phase = _phase(pauli, complex_path)
+    if phase is None:
+        return None
+    view = state.view(state.shape[0], *([2] * len(layout)))
+    if pauli.signs:
+        view = view * _sign_tensor(layout, pauli.signs, view.real.dtype, view.device)
+    if pauli.flips:
+        view = view.flip(_axes(layout, pauli.flips))
+    result = view.reshape(state.shape)
+    return result * phase if phase != 1 else result
+
+
+def expectations(state: torch.Tensor, layout: Layout, paulis: list[Pauli], complex_path: bool) -> torch.Tensor:
+    """[batch, n_observables] real expectation values."""
+    batch = state.shape[0]
+    n = len(layout)
+    real_dtype = state.real.dtype
+    out = torch.zeros(batch, len(paulis), dtype=real_dtype, device=state.device)
+    probabilities = None
+    for i, pauli in enumerate(paulis):
+        if pauli.is_diagonal:
+            if probabilities is None:
+                probabilities = (state.abs() ** 2 if complex_path else state * state).view(batch, *([2] * n))
+            keep = _axes(layout, pauli.z)
+            summed = [a for a in range(1, n + 1) if a not in keep]
+            marginal = probabilities.sum(dim=summed, keepdim=True) if summed else probabilities
+            sign = _sign_tensor(layout, pauli.z, real_dtype, state.device)
+            out[:, i] = (marginal * sign).reshape(batch, -1).sum(1)
+        else:
+            applied = apply_pauli(state, layout, pauli, complex_path)
+            if applied is not None:
+                out[:, i] = (state.conj() * applied).real.sum(1) if complex_path else (state * applied).sum(1)
+    return out
+
+
+def adjoint_seed(
+    state: torch.Tensor, layout: Layout, paulis: list[Pauli], grad_out: torch.Tensor, complex_path: bool
+) -> torch.Tensor:
+    """λ = 2 Σ_i g_i O_i ψ: the gradient (PyTorch's convention) of Σ_i g_i <ψ|O_i|ψ> with respect to ψ."""
+    batch = state.shape[0]
+    n = len(layout)
+    real_dtype = state.real.dtype
+    diagonal = torch.zeros([batch] + [1] * n, dtype=real_dtype, device=state.device)
+    seed = torch.zeros_like(state)
+    for i, pauli in enumerate(paulis):
+        weight = grad_out[:, i].to(real_dtype).view([batch] + [1] * n)
+        if pauli.is_diagonal:
+            diagonal = diagonal + weight * _sign_tensor(layout, pauli.z, real_dtype, state.device)
+        else:
+            applied = apply_pauli(state, layout, pauli, complex_path)
+            if applied is not None:
+                seed = seed + weight.view(batch, 1) * applied
+    if any(p.is_diagonal for p in paulis):
+        seed = seed + (state.view(batch, *([2] * n)) * diagonal).reshape(state.shape)
+    return 2 * seed
