@@ -1,0 +1,123 @@
+"""`hpcq doctor`: what works on this machine, and for what doesn't, why and what to install."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class Check:
+    name: str
+    usable: bool
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _module_version(module: str) -> str | None:
+    if importlib.util.find_spec(module) is None:
+        return None
+    try:
+        return getattr(importlib.import_module(module), "__version__", "installed")
+    except Exception as err:  # a broken install is worth reporting, not crashing on
+        return f"broken ({err.__class__.__name__}: {err})"
+
+
+def _python_package(name: str, module: str, extra: str, purpose: str) -> Check:
+    version = _module_version(module)
+    if version is None:
+        return Check(name, False, f"{module} is not installed ({purpose})", f"pip install 'hpcq[{extra}]'")
+    if version.startswith("broken"):
+        return Check(name, False, f"{module} {version}", f"reinstall: pip install --force-reinstall 'hpcq[{extra}]'")
+    return Check(name, True, f"{module} {version} ({purpose})")
+
+
+def _torch_devices() -> list[Check]:
+    import torch
+
+    checks = [Check("torch", True, f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")]
+    if torch.cuda.is_available():
+        kind = "ROCm" if torch.version.hip else "CUDA"
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        checks.append(Check("gpu (torch)", True, f"{kind}: {names}"))
+    else:
+        checks.append(Check("gpu (torch)", False, "no CUDA or ROCm device visible to torch",
+                            "on a GPU node install a CUDA or ROCm build of torch before hpcq "
+                            "(e.g. pip install torch --index-url <your site's wheel index>)"))
+    return checks
+
+
+def _mpi() -> list[Check]:
+    checks = [_python_package("mpi4py", "mpi4py", "mpi", "MPI data parallelism and the distributed backend")]
+    launcher = shutil.which("mpiexec") or shutil.which("mpirun") or shutil.which("srun")
+    if launcher:
+        checks.append(Check("mpi launcher", True, launcher))
+    else:
+        checks.append(Check("mpi launcher", False, "no mpiexec, mpirun or srun on PATH",
+                            "pip install 'hpcq[mpi]' (ships Open MPI's mpiexec) or load your site's MPI module"))
+    return checks
+
+
+def _slurm() -> Check:
+    sinfo = shutil.which("sinfo")
+    if not sinfo:
+        return Check("slurm", False, "sinfo not found: studies run with Snakemake's local executor",
+                     "on a cluster load the Slurm client; for a single-node test cluster run slurm/local/start.sh")
+    try:
+        state = subprocess.run([sinfo, "-h", "-o", "%P %a %D %t"], capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return Check("slurm", False, "sinfo timed out: slurmctld is not answering", "start slurmctld / check munge")
+    if state.returncode != 0:
+        return Check("slurm", False, f"sinfo failed: {state.stderr.strip()[:200]}",
+                     "start munged and slurmctld (slurm/local/start.sh on a test machine)")
+    return Check("slurm", True, "partitions: " + "; ".join(state.stdout.split("\n")[:4]).strip())
+
+
+def _gpu_libraries() -> list[Check]:
+    return [
+        _python_package("cuquantum (custatevec, cutensornet)", "cuquantum", "gpu", "backends custatevec/tensornet"),
+        _python_package("cupy", "cupy", "gpu", "GPU arrays for cuQuantum"),
+        _python_package("nvml (energy)", "pynvml", "gpu", "NVIDIA energy counters"),
+    ]
+
+
+def diagnose() -> list[Check]:
+    """Every check, usable or not, in a stable order."""
+    checks = _torch_devices()
+    checks.append(Check("backend statevector", True, "PyTorch, CPU" + (" and GPU" if checks[1].usable else "")))
+    checks.append(_python_package("backend aer", "qiskit_aer", "test", "reference simulator, noise, shots"))
+    checks += _mpi()
+    checks += _gpu_libraries()
+    checks.append(_python_package("pennylane (bench peer)", "pennylane", "bench", "hpcq bench head --peer"))
+    checks.append(_python_package("snakemake", "snakemake", "test", "the study workflow"))
+    checks.append(_slurm())
+    checks.append(Check("apptainer", bool(shutil.which("apptainer")),
+                        shutil.which("apptainer") or "apptainer not on PATH (containers are optional)",
+                        "" if shutil.which("apptainer") else "module load apptainer on clusters that provide it"))
+    data_root = os.environ.get("HPCQ_DATA", "./data")
+    checks.append(Check("data root", os.path.isdir(data_root), f"HPCQ_DATA={data_root}",
+                        "" if os.path.isdir(data_root) else "set HPCQ_DATA or run `hpcq stage --source <dir>`"))
+    return checks
+
+
+def render(checks: list[Check]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="hpcq doctor")
+    table.add_column("component")
+    table.add_column("ok")
+    table.add_column("detail")
+    table.add_column("to enable")
+    for check in checks:
+        table.add_row(escape(check.name), "yes" if check.usable else "[red]no[/red]", escape(check.detail),
+                      escape(check.fix))
+    Console().print(table)
