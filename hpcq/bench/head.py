@@ -74,7 +74,7 @@ def run_head_bench(spec: HeadBenchSpec, peer: str | None = None, min_seconds: fl
     weights = (torch.rand(circuit.n_weights, generator=generator, dtype=torch.float64) * 6.28).to(dtype)
     features = (torch.rand(spec.batch, circuit.n_features, generator=generator, dtype=torch.float64) * 3.14).to(dtype)
     ours = _hpcq_step(spec, weights.to(spec.device), features.to(spec.device))
-    say = print if progress else (lambda *_: None)
+    say = print if progress else (lambda *_, **__: None)
     say(f"timing hpcq {spec.backend} at Q={spec.qubits}, batch {spec.batch} ...", flush=True)
     seconds, calls = time_calls(ours, min_seconds)
     report = {

@@ -1,0 +1,42 @@
+"""The `hpcq` command: verbs, doctor, and the head benchmark's JSON contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def hpcq(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hpcq", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_one_verb_per_workflow_step():
+    done = hpcq("--help")
+    assert done.returncode == 0
+    for verb in ("doctor", "bench"):
+        assert verb in done.stdout
+
+
+def test_doctor_reports_every_component_with_a_fix_when_unusable():
+    checks = json.loads(hpcq("doctor", "--json").stdout)
+    names = {c["name"] for c in checks}
+    assert {"torch", "backend statevector", "backend aer", "mpi4py", "slurm"} <= names
+    assert all(c["fix"] for c in checks if not c["usable"])
+
+
+def test_bench_head_json_against_pennylane():
+    done = hpcq("bench", "head", "--qubits", "4", "--layers", "1", "--connectivity", "2", "--reuploads", "1",
+                "--batch", "4", "--peer", "pennylane", "--min-seconds", "0.2", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["samples_per_s"] > 0 and report["peer_samples_per_s"] > 0
+    assert abs(report["ratio"] - report["samples_per_s"] / report["peer_samples_per_s"]) < 1e-9
+    assert report["max_abs_difference"] < 1e-3
+
+
+def test_user_errors_exit_2_with_one_line():
+    done = hpcq("bench", "head", "--qubits", "3", "--connectivity", "5")
+    assert done.returncode == 2
+    assert "connectivity=5 must be between 1 and n_qubits-1=2" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,72 @@
+"""Bad input gets a clear error that names the value and the fix."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hpcq.circuits import Circuit, encoder_circuit, reuploading_ansatz
+from hpcq.errors import ConfigError, ResourceError
+from hpcq.sim import expectation
+
+
+def test_unknown_gate_names_the_gate_and_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown gate 'cx'.*cnot"):
+        Circuit(2).gate("cx", [0, 1])
+
+
+def test_qubit_out_of_range_names_the_qubit():
+    with pytest.raises(ConfigError, match=r"qubit 3 .* out of range for a 3-qubit circuit"):
+        Circuit(3).gate("ry", 3, weight=0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "needs exactly one of"),
+    ({"weight": 0, "feature": 1}, "needs exactly one of"),
+    ({"weight": -1}, "must be a non-negative integer"),
+])
+def test_rotation_angle_sources_are_checked(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        Circuit(2).gate("rx", 0, **kwargs)
+
+
+def test_fixed_gate_rejects_an_angle_and_two_qubit_gate_needs_two():
+    with pytest.raises(ConfigError, match="takes no angle"):
+        Circuit(2).gate("h", 0, weight=0)
+    with pytest.raises(ConfigError, match="acts on 2 qubit"):
+        Circuit(2).gate("cnot", 0)
+
+
+def test_unknown_backend_lists_the_known_ones():
+    circuit = reuploading_ansatz(2, 1, 1, 1)
+    with pytest.raises(ConfigError, match=r"unknown backend 'qpu'.*statevector"):
+        expectation(circuit, torch.zeros(circuit.n_weights), torch.zeros(1, 2), backend="qpu")
+
+
+def test_weight_and_feature_shapes_must_match_the_circuit():
+    circuit = reuploading_ansatz(3, 1, 1, 1)
+    with pytest.raises(ConfigError, match=r"weights has shape \(5,\) but the circuit uses 6 weights"):
+        expectation(circuit, torch.zeros(5), torch.zeros(2, 3))
+    with pytest.raises(ConfigError, match=r"features has shape \(2, 4\) .* reads 3 features"):
+        expectation(circuit, torch.zeros(6), torch.zeros(2, 4))
+    with pytest.raises(ConfigError, match="dtype torch.int64 is not supported"):
+        expectation(circuit, torch.zeros(6, dtype=torch.long), torch.zeros(2, 3))
+
+
+def test_bad_observable_shows_the_expected_form():
+    circuit = reuploading_ansatz(3, 1, 1, 1)
+    with pytest.raises(ConfigError, match=r"observable 'ZZ' must be a string of 3 characters.*'IIZ'"):
+        expectation(circuit, torch.zeros(6), torch.zeros(1, 3), ["ZZ"])
+
+
+def test_ansatz_sizes_are_checked():
+    with pytest.raises(ConfigError, match="connectivity=4 must be between 1 and n_qubits-1=3"):
+        reuploading_ansatz(4, 1, 4, 1)
+    with pytest.raises(ConfigError, match="use encoder_qubits >= 9"):
+        encoder_circuit(384, 8, 1, 1)
+
+
+def test_a_state_too_large_for_memory_stops_before_allocating():
+    circuit = Circuit(40).gate("ry", 0, weight=0)
+    with pytest.raises(ResourceError, match=r"40-qubit state vector .* needs about .* Fix: .* qubits at batch 1"):
+        expectation(circuit, torch.zeros(1), None, ["I" * 39 + "Z"])

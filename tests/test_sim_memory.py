@@ -1,0 +1,29 @@
+"""Forward+gradient of the paper ansatz at 20 qubits stays within 1.5 GiB of peak resident memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import resource, torch
+from hpcq.circuits import reuploading_ansatz
+from hpcq.sim import expectation
+circuit = reuploading_ansatz(20, 2, 3, 2)
+weights = torch.rand(circuit.n_weights, requires_grad=True)
+features = torch.rand(8, 20, requires_grad=True)
+expectation(circuit, weights, features, ["I" * 19 + "Z"]).sum().backward()
+assert torch.isfinite(weights.grad).all() and weights.grad.abs().sum() > 0
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+@pytest.mark.slow
+def test_twenty_qubit_forward_and_gradient_peak_memory():
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    peak_bytes = int(done.stdout.strip().splitlines()[-1])
+    print(f"peak RSS {peak_bytes / 2**30:.2f} GiB")
+    assert peak_bytes < 1.5 * 2**30
