@@ -1,0 +1,24 @@
+"""Files that appear whole or not at all: write to a temporary name next to the target, then rename.
+
+A job killed mid-write (Slurm timeout, `scancel`) leaves no half-written shard or staged file behind, so
+"the file exists" can safely mean "the file is complete".
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path in `path`'s folder; when the block succeeds, rename it to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

