@@ -65,6 +65,42 @@ def bench_head(
         render(report)
 
 
+@app.command()
+def embed(
+    dataset: Annotated[str, typer.Option(help="sst2-sentences, glue/SST-2, glue/MRPC, glue/RTE, glue/CoLA, "
+                                              "glue/STS-B, or SetFit/sst2 (online only).")] = "sst2-sentences",
+    model: Annotated[str, typer.Option(help="'packaged' (offline all-MiniLM-L6-v2), a Hugging Face model name, "
+                                            "or a local sentence-transformers folder.")] = "packaged",
+    out_dir: Annotated[Optional[Path], typer.Option(help="Shard folder (default: $HPCQ_DATA/embeddings).")] = None,
+    shard_size: Annotated[int, typer.Option(help="Rows per HDF5 shard.")] = 4096,
+    batch_size: Annotated[int, typer.Option(help="Sentences per encoder batch.")] = 64,
+    device: Annotated[Optional[str], typer.Option(help="torch device (default: cuda if available).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Embed a data set into HDF5 shards with a frozen sentence transformer; under mpiexec each rank embeds its
+    shards. Shards already made by the same model from the same data are reused."""
+    from hpcq.data.embed import embed_dataset
+
+    report = embed_dataset(dataset, model, out_dir, shard_size, batch_size, device=device, progress=not as_json)
+    if report.rank == 0:
+        print(json.dumps(report.as_dict()) if as_json else report.summary())
+
+
+@app.command("stage")
+def stage_data(
+    source: Annotated[Path, typer.Option(help="Folder holding the data sets (e.g. a shared data copy).")],
+    dest: Annotated[Optional[Path], typer.Option(help="Data root to fill (default: $HPCQ_DATA, else ./data).")] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option(help="Data set folder to stage (repeatable), e.g. "
+                                                              "sst2-sentences, glue/RTE (default: all).")] = None,
+) -> None:
+    """Copy data sets into the data root (run on the login node), verifying every file's sha256."""
+    from hpcq.data.stage import stage
+
+    report = stage(source, dest, dataset)
+    print(f"staged into {report.dest}: {len(report.copied)} copied, {len(report.unchanged)} already in place, "
+          f"{report.readme_verified} checked against README checksums")
+
+
 def main() -> None:
     """Entry point: user errors print one clear line and exit 2, without a traceback."""
     try:
