@@ -101,6 +101,17 @@ def stage_data(
           f"{report.readme_verified} checked against README checksums")
 
 
+@app.command()
+def aggregate(
+    results_dir: Annotated[Path, typer.Argument(help="Folder searched recursively for run files (*.h5).")],
+    out: Annotated[Path, typer.Option("--out", help="Where the tables, statistics and plots go.")],
+) -> None:
+    """All run files into one table (Parquet+CSV), screening statistics and plots; unreadable files are skipped."""
+    from hpcq.results.analysis import analyse_study, render_analysis
+
+    render_analysis(analyse_study(results_dir, out), out)
+
+
 def main() -> None:
     """Entry point: user errors print one clear line and exit 2, without a traceback."""
     try:

@@ -1,0 +1,169 @@
+"""Study plots, each written as PNG and SVG: main effects, accuracy against qubits, learning curves, scaling.
+
+Figures are built with `matplotlib.figure.Figure` (the Agg canvas) rather than pyplot, so nothing changes
+a caller's global backend and no display is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from hpcq.results import stats
+
+FORMATS = ("png", "svg")
+_FONT = 9
+
+
+def save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
+    """Write `figure` as `stem.png` and `stem.svg` in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in FORMATS:
+        path = out_dir / f"{stem}.{fmt}"
+        figure.savefig(path, dpi=130, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def _panels(count: int, width: float = 3.2, height: float = 2.8) -> tuple[Figure, list]:
+    columns = min(count, 4)
+    rows = -(-count // columns)
+    figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for extra in axes[count:]:
+        extra.set_visible(False)
+    return figure, list(axes[:count])
+
+
+def _error_bars(axis, x, table: pd.DataFrame, **style) -> None:
+    low = (table["mean"] - table["ci_low"]).fillna(0).to_numpy()
+    high = (table["ci_high"] - table["mean"]).fillna(0).to_numpy()
+    axis.errorbar(x, table["mean"], yerr=[low, high], capsize=3, marker="o", **style)
+
+
+def main_effects_plot(effects: pd.DataFrame, out_dir: Path, response: str = "test accuracy") -> list[Path]:
+    """One panel per factor: mean response per level with its 95% CI, against the grand mean."""
+    if effects.empty:
+        return []
+    factors = list(dict.fromkeys(effects["factor"]))
+    figure, axes = _panels(len(factors))
+    for axis, factor in zip(axes, factors):
+        table = effects[effects["factor"] == factor]
+        grand = float((table["mean"] * table["n"]).sum() / table["n"].sum())
+        positions = np.arange(len(table))
+        _error_bars(axis, positions, table, color="tab:blue")
+        axis.axhline(grand, color="grey", linestyle="--", linewidth=0.8)
+        axis.set_xticks(positions, table["level"], fontsize=_FONT)
+        axis.set_title(factor, fontsize=_FONT + 1)
+        axis.set_ylabel(f"mean {response}", fontsize=_FONT)
+    figure.suptitle("Main effects (95% CI; dashed: grand mean)", fontsize=_FONT + 2)
+    return save(figure, out_dir, "main_effects")
+
+
+def _classical_bands(axis, selection: pd.DataFrame) -> None:
+    classical = selection[selection["selected"] & (selection["model_kind"] != stats.QUANTUM)]
+    for (_, row), color in zip(classical.iterrows(), ("tab:orange", "tab:green", "tab:red", "tab:purple",
+                                                        "tab:brown", "tab:pink")):
+        axis.axhline(row["test_mean"], color=color, linewidth=1, label=f"{row['model_kind']} (selected)")
+        if np.isfinite(row["test_ci_low"]):
+            axis.axhspan(row["test_ci_low"], row["test_ci_high"], color=color, alpha=0.15)
+
+
+def accuracy_vs_qubits_plot(runs: pd.DataFrame, selection: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Quantum test accuracy per qubit count (all configs, and the validation-best config), with 95% CIs,
+    against the selected classical baselines."""
+    trained = stats.training_runs(runs)
+    quantum = trained[trained[stats.MODEL_KIND] == stats.QUANTUM]
+    if quantum.empty or "model.n_qubits" not in quantum.columns:
+        return []
+    figure = Figure(figsize=(5.5, 3.8), layout="constrained")
+    axis = figure.subplots()
+    marginal = []
+    best = []
+    for qubits, group in sorted(quantum.groupby("model.n_qubits"), key=lambda item: item[0]):
+        mean, _, low, high = stats.t_interval(group[stats.RESPONSE])
+        marginal.append({"x": qubits, "mean": mean, "ci_low": low, "ci_high": high})
+        chosen = stats.selection_table(group.reset_index(drop=True))
+        top = chosen[chosen["model_kind"] == stats.QUANTUM].iloc[0]
+        best.append({"x": qubits, "mean": top["test_mean"], "ci_low": top["test_ci_low"],
+                     "ci_high": top["test_ci_high"]})
+    marginal, best = pd.DataFrame(marginal), pd.DataFrame(best)
+    _error_bars(axis, marginal["x"] - 0.08, marginal, color="tab:blue", label="quantum, all configs")
+    _error_bars(axis, best["x"] + 0.08, best, color="navy", linestyle="--",
+                label="quantum, validation-best config")
+    if not selection.empty:
+        _classical_bands(axis, selection)
+    axis.set_xlabel("qubits")
+    axis.set_ylabel("test accuracy (mean, 95% CI over runs)")
+    axis.legend(fontsize=_FONT - 1)
+    axis.set_title("Accuracy against qubit count", fontsize=_FONT + 2)
+    return save(figure, out_dir, "accuracy_vs_qubits")
+
+
+def learning_curves_plot(runs: pd.DataFrame, curves: pd.DataFrame, selection: pd.DataFrame,
+                         out_dir: Path) -> list[Path]:
+    """Per metric, the mean curve (± sd over seeds) of each model kind's selected config."""
+    if curves.empty or selection.empty:
+        return []
+    trained = stats.training_runs(runs)
+    labels = stats.config_labels(trained, stats.design_columns(trained))
+    chosen = selection[selection["selected"]]
+    metrics = sorted(curves["metric"].unique())
+    figure, axes = _panels(len(metrics), width=4.0)
+    for axis, metric in zip(axes, metrics):
+        for row in chosen.itertuples():
+            ids = trained.loc[(trained[stats.MODEL_KIND] == row.model_kind) & (labels == row.config), "run_id"]
+            table = curves[(curves["metric"] == metric) & curves["run_id"].isin(ids)]
+            if table.empty:
+                continue
+            summary = table.groupby("step")["value"].agg(["mean", "std"]).fillna({"std": 0.0})
+            axis.plot(summary.index, summary["mean"], label=f"{row.model_kind}: {row.config}")
+            axis.fill_between(summary.index, summary["mean"] - summary["std"], summary["mean"] + summary["std"],
+                              alpha=0.2)
+        axis.set_title(metric, fontsize=_FONT + 1)
+        axis.set_xlabel("step / epoch", fontsize=_FONT)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.legend(fontsize=_FONT - 2)
+    figure.suptitle("Learning curves of the selected configs (mean ± sd over seeds)", fontsize=_FONT + 2)
+    return save(figure, out_dir, "learning_curves")
+
+
+SCALE_COLUMNS = ("final.n_qubits", "final.ranks", "final.time_per_pass_s")
+
+
+def scaling_plot(runs: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """bench_scale runs: time per gate pass, achieved bandwidth (vs copy bandwidth), strong-scaling efficiency."""
+    if "run_kind" not in runs.columns or not set(SCALE_COLUMNS) <= set(runs.columns):
+        return []
+    bench = runs[runs["run_kind"] == "bench_scale"].dropna(subset=list(SCALE_COLUMNS))
+    if bench.empty:
+        return []
+    table = bench.groupby(["final.ranks", "final.n_qubits"]).mean(numeric_only=True).reset_index()
+    figure, (time_axis, bandwidth_axis, efficiency_axis) = _panels(3, width=3.8)
+    for ranks, group in table.groupby("final.ranks"):
+        time_axis.semilogy(group["final.n_qubits"], group["final.time_per_pass_s"], marker="o",
+                           label=f"{int(ranks)} rank(s)")
+        if "final.achieved_gbps" in group:
+            bandwidth_axis.plot(group["final.n_qubits"], group["final.achieved_gbps"], marker="o",
+                                label=f"{int(ranks)} rank(s)")
+    if "final.copy_gbps" in table:
+        copy = table.groupby("final.n_qubits")["final.copy_gbps"].mean()
+        bandwidth_axis.plot(copy.index, copy.to_numpy(), color="grey", linestyle="--", label="measured copy")
+    single = table[table["final.ranks"] == 1].set_index("final.n_qubits")["final.time_per_pass_s"]
+    for ranks, group in table[table["final.ranks"] > 1].groupby("final.ranks"):
+        shared = group[group["final.n_qubits"].isin(single.index)]
+        efficiency = single[shared["final.n_qubits"]].to_numpy() / (ranks * shared["final.time_per_pass_s"])
+        efficiency_axis.plot(shared["final.n_qubits"], efficiency, marker="o", label=f"1 → {int(ranks)} ranks")
+    for axis, title in ((time_axis, "time per gate pass [s]"), (bandwidth_axis, "achieved GB/s"),
+                        (efficiency_axis, "strong-scaling efficiency")):
+        axis.set_title(title, fontsize=_FONT + 1)
+        axis.set_xlabel("qubits", fontsize=_FONT)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=_FONT - 1)
+    figure.suptitle("State-vector scaling (bench_scale runs)", fontsize=_FONT + 2)
+    return save(figure, out_dir, "scaling")

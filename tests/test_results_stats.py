@@ -1,0 +1,116 @@
+"""Screening statistics recover the effects planted in a synthetic study written through write_run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+from scipy import stats as scipy_stats
+
+from hpcq.results import plots, write_run
+from hpcq.results.aggregate import aggregate
+from hpcq.results.analysis import analyse_study
+from hpcq.results.stats import (SELECTION_RULE, anova, design_columns, factor_levels, level_label, main_effects,
+                                screening_statistics, t_interval, training_runs)
+from results_synthetic import CLASSICAL_MEANS, LAYER_EFFECT, QUBIT_EFFECT, write_bench_scale, write_study
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stats")
+    write_study(root / "runs")
+    write_bench_scale(root / "runs")
+    return aggregate(root / "runs", root / "agg", progress=False).runs
+
+
+def test_t_interval_matches_scipy():
+    values = np.array([0.81, 0.84, 0.83, 0.86, 0.82])
+    mean, sd, low, high = t_interval(values)
+    reference = scipy_stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=scipy_stats.sem(values))
+    assert mean == pytest.approx(values.mean()) and sd == pytest.approx(values.std(ddof=1))
+    assert (low, high) == pytest.approx(reference)
+    assert np.isnan(t_interval([0.5])[2])
+
+
+def test_level_labels():
+    assert [level_label(v) for v in (None, float("nan"), 3, 3.0, 0.01, "depolarizing")] == \
+        ["none", "none", "3", "3", "0.01", "depolarizing"]
+
+
+def test_design_columns_drop_seeds_paths_and_identifiers(runs):
+    design = design_columns(training_runs(runs))
+    assert "model.n_qubits" in design and "model.kind" in design
+    assert "seed" not in design and "output" not in design
+
+
+def test_main_effects_recover_planted_effects(runs):
+    quantum = training_runs(runs).query("`model.kind` == 'quantum'")
+    effects = main_effects(quantum).set_index(["factor", "level"])
+    assert set(effects.index.get_level_values("factor")) == {"qubits", "layers"}  # only these vary
+    qubit_gap = effects.loc[("qubits", "8"), "mean"] - effects.loc[("qubits", "4"), "mean"]
+    assert qubit_gap == pytest.approx(QUBIT_EFFECT, abs=0.004)
+    for factor in ("qubits", "layers"):
+        table = effects.loc[factor]
+        assert (table["ci_low"] < table["mean"]).all() and (table["mean"] < table["ci_high"]).all()
+    layer_gap = effects.loc[("layers", "2"), "mean"] - effects.loc[("layers", "1"), "mean"]
+    assert layer_gap == pytest.approx(LAYER_EFFECT, abs=0.004)
+
+
+def test_anova_finds_the_qubit_effect(runs):
+    quantum = training_runs(runs).query("`model.kind` == 'quantum'")
+    table = anova(quantum).set_index("term")
+    assert table.loc["qubits", "p_value"] < 0.01
+    assert table.loc["qubits", "eta_sq"] > table.loc["layers", "eta_sq"]
+    assert table["eta_sq"].sum() == pytest.approx(1.0)
+
+
+def test_anova_says_when_it_cannot_be_fitted():
+    tiny = pd.DataFrame({"model.n_qubits": [4, 8], "final.test_accuracy": [0.8, 0.9]})
+    assert "cannot fit" in anova(tiny)["note"].iloc[0]
+
+
+def test_selection_rule_and_paired_difference(runs, tmp_path):
+    result = screening_statistics(runs, tmp_path)
+    chosen = result.selection[result.selection["selected"]].set_index("model_kind")
+    assert chosen.loc["quantum", "config"] == "layers=2, n_qubits=8"
+    assert set(chosen.index) == {"quantum", *CLASSICAL_MEANS}
+    paired = result.paired.set_index("classical_kind")
+    best_quantum = 0.85 + QUBIT_EFFECT + LAYER_EFFECT
+    for kind, mean in CLASSICAL_MEANS.items():
+        truth = best_quantum - mean
+        assert paired.loc[kind, "n_pairs"] == 4
+        assert paired.loc[kind, "ci_low"] - 0.003 < truth < paired.loc[kind, "ci_high"] + 0.003
+    assert (tmp_path / "selection_rule.txt").read_text().strip() == SELECTION_RULE
+    for name in ("main_effects.csv", "anova.csv", "selection.csv", "paired_differences.csv"):
+        assert len(pd.read_csv(tmp_path / name)) > 0
+
+
+def test_nested_noise_config_is_one_factor(tmp_path):
+    for i, noise in enumerate([None, {"kind": "depolarizing", "p": 0.01}, {"kind": "depolarizing", "p": 0.05}]):
+        write_run(tmp_path / "runs" / f"{i}.h5", kind="train",
+                  config={"seed": 0, "model": {"kind": "quantum", "noise": noise}}, final={"test_accuracy": 0.8})
+    table = aggregate(tmp_path / "runs", tmp_path / "agg", progress=False).runs
+    assert sorted(factor_levels(table, "model.noise")) == ["kind=depolarizing, p=0.01",
+                                                            "kind=depolarizing, p=0.05", "none"]
+
+
+def test_tables_without_training_runs_do_not_fail(tmp_path):
+    root = tmp_path / "runs"
+    write_bench_scale(root)
+    result = screening_statistics(aggregate(root, tmp_path / "agg", progress=False).runs)
+    assert result.main_effects.empty and result.selection.empty
+
+
+def test_study_plots_are_valid_png_and_svg(tmp_path):
+    write_study(tmp_path / "runs")
+    write_bench_scale(tmp_path / "runs")
+    analysis = analyse_study(tmp_path / "runs", tmp_path / "out", progress=False)
+    assert set(analysis.figures) == {"main_effects", "accuracy_vs_qubits", "learning_curves", "scaling"}
+    for paths in analysis.figures.values():
+        png, svg = paths
+        image = imread(png)
+        assert image.shape[0] > 100 and image.shape[1] > 100
+        assert image[..., :3].std() > 0.01  # not blank
+        assert "<svg" in svg.read_text()[:2000]
+    assert plots.main_effects_plot(pd.DataFrame(), tmp_path) == []
