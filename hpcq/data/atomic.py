@@ -7,9 +7,9 @@ A job killed mid-write (Slurm timeout, `scancel`) leaves no half-written shard o
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 @contextmanager

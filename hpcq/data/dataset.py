@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -44,7 +44,9 @@ class TextDataset:
             sizes["texts_b"] = len(self.texts_b)
         wrong = {key: size for key, size in sizes.items() if size != n}
         if wrong:
-            raise DataError(f"data set {self.name!r} has {n} texts but {wrong}; every column needs one per row")
+            raise DataError(
+                f"data set {self.name!r} has {n} texts but {wrong}; every column needs one per row"
+            )
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -113,8 +115,9 @@ def split_ids(split: str, n_rows: int) -> list[str]:
     return [f"{split}-{row:06d}" for row in range(n_rows)]
 
 
-def concat_splits(name: str, parts: list[dict], label_dtype: str, label_names: tuple[str, ...] | None,
-                  pair: bool) -> TextDataset:
+def concat_splits(
+    name: str, parts: list[dict], label_dtype: str, label_names: tuple[str, ...] | None, pair: bool
+) -> TextDataset:
     """Join per-split columns (dicts with split, texts, texts_b, labels) into one TextDataset."""
     texts: list[str] = []
     texts_b: list[str] = []

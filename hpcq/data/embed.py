@@ -20,7 +20,13 @@ from hpcq.data.dataset import TextDataset
 from hpcq.data.paths import data_root
 from hpcq.data.ranks import World, mpi_world
 from hpcq.data.registry import load_dataset
-from hpcq.data.sentence_model import PACKAGED, SentenceModelSpec, load_sentence_model, normalisation, resolve_model
+from hpcq.data.sentence_model import (
+    PACKAGED,
+    SentenceModelSpec,
+    load_sentence_model,
+    normalisation,
+    resolve_model,
+)
 from hpcq.data.shards import shard_matches, shard_path, shard_rows, write_shard
 from hpcq.errors import ConfigError
 
@@ -53,19 +59,33 @@ class EmbedReport:
     def as_dict(self) -> dict:
         """JSON-ready form, for `hpcq embed --json` and logs."""
         return {
-            "dataset": self.dataset, "model": self.model_id, "out_dir": str(self.out_dir),
-            "shards": len(self.shards), "computed": self.computed, "reused": self.reused,
-            "sentences": self.sentences, "encode_seconds": round(self.encode_seconds, 3),
-            "load_seconds": round(self.load_seconds, 3), "ranks": self.ranks,
+            "dataset": self.dataset,
+            "model": self.model_id,
+            "out_dir": str(self.out_dir),
+            "shards": len(self.shards),
+            "computed": self.computed,
+            "reused": self.reused,
+            "sentences": self.sentences,
+            "encode_seconds": round(self.encode_seconds, 3),
+            "load_seconds": round(self.load_seconds, 3),
+            "ranks": self.ranks,
             "sentences_per_second": round(self.sentences_per_second, 1),
         }
 
     def summary(self) -> str:
         """One line for people: what was computed, what was reused, and the throughput."""
-        speed = (f", {self.sentences} sentences in {self.encode_seconds:.1f} s = "
-                 f"{self.sentences_per_second:.1f} sentences/s on {self.ranks} rank(s)") if self.computed else ""
-        return (f"{self.dataset}: {len(self.shards)} shard(s) in {self.out_dir} "
-                f"({self.computed} computed, {self.reused} reused{speed}); model {self.model_id}")
+        speed = (
+            (
+                f", {self.sentences} sentences in {self.encode_seconds:.1f} s = "
+                f"{self.sentences_per_second:.1f} sentences/s on {self.ranks} rank(s)"
+            )
+            if self.computed
+            else ""
+        )
+        return (
+            f"{self.dataset}: {len(self.shards)} shard(s) in {self.out_dir} "
+            f"({self.computed} computed, {self.reused} reused{speed}); model {self.model_id}"
+        )
 
 
 def encode_texts(model: Any, texts: list[str], batch_size: int, bar: tqdm) -> np.ndarray:
@@ -77,14 +97,17 @@ def encode_texts(model: Any, texts: list[str], batch_size: int, bar: tqdm) -> np
     out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
     order = np.argsort([-len(text) for text in texts], kind="stable")
     for start in range(0, len(texts), batch_size):
-        rows = order[start:start + batch_size]
-        out[rows] = model.encode([texts[i] for i in rows], batch_size=len(rows), convert_to_numpy=True,
-                                 show_progress_bar=False)
+        rows = order[start : start + batch_size]
+        out[rows] = model.encode(
+            [texts[i] for i in rows], batch_size=len(rows), convert_to_numpy=True, show_progress_bar=False
+        )
         bar.update(len(rows))
     return out
 
 
-def _shard_arrays(model: Any, data: TextDataset, rows: slice, batch_size: int, bar: tqdm) -> dict[str, np.ndarray]:
+def _shard_arrays(
+    model: Any, data: TextDataset, rows: slice, batch_size: int, bar: tqdm
+) -> dict[str, np.ndarray]:
     arrays = {
         "embeddings": encode_texts(model, data.texts[rows], batch_size, bar),
         "labels": data.labels[rows],
@@ -96,12 +119,28 @@ def _shard_arrays(model: Any, data: TextDataset, rows: slice, batch_size: int, b
     return arrays
 
 
-def _shard_attrs(data: TextDataset, spec: SentenceModelSpec, model: Any, checksum: str, index: int,
-                 count: int, rows: slice) -> dict:
+def _shard_attrs(
+    data: TextDataset,
+    spec: SentenceModelSpec,
+    model: Any,
+    checksum: str,
+    index: int,
+    count: int,
+    rows: slice,
+    rank: int,
+) -> dict:
     return {
-        "dataset": data.name, "model": spec.model_id, "dimension": model.get_embedding_dimension(),
-        "normalisation": normalisation(model), "checksum": checksum, "shard_index": index, "shard_count": count,
-        "row_start": rows.start, "row_stop": rows.stop, "label_names": json.dumps(data.label_names),
+        "dataset": data.name,
+        "model": spec.model_id,
+        "dimension": model.get_embedding_dimension(),
+        "normalisation": normalisation(model),
+        "checksum": checksum,
+        "shard_index": index,
+        "shard_count": count,
+        "row_start": rows.start,
+        "row_stop": rows.stop,
+        "label_names": json.dumps(data.label_names),
+        "written_by_rank": rank,
     }
 
 
@@ -110,13 +149,22 @@ def _sum_over_ranks(world: World, counts: dict[str, float], slowest: tuple[str, 
         return counts
     from mpi4py import MPI
 
-    return {key: world.comm.allreduce(value, op=MPI.MAX if key in slowest else MPI.SUM)
-            for key, value in counts.items()}
+    return {
+        key: world.comm.allreduce(value, op=MPI.MAX if key in slowest else MPI.SUM)
+        for key, value in counts.items()
+    }
 
 
-def embed_dataset(dataset: str | TextDataset, model: str = PACKAGED, out_dir: Path | str | None = None,
-                  shard_size: int = 4096, batch_size: int = 64, root: Path | str | None = None,
-                  device: str | None = None, progress: bool = True) -> EmbedReport:
+def embed_dataset(
+    dataset: str | TextDataset,
+    model: str = PACKAGED,
+    out_dir: Path | str | None = None,
+    shard_size: int = 4096,
+    batch_size: int = 64,
+    root: Path | str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> EmbedReport:
     """Embed every row of `dataset` (a name for `load_dataset`, or a loaded `TextDataset`) with `model`
     ("packaged", a Hugging Face name or a local folder) into shards of `shard_size` rows under `out_dir`
     (default `<data root>/embeddings`). Under MPI each rank embeds shards i with i % world == rank."""
@@ -130,7 +178,9 @@ def embed_dataset(dataset: str | TextDataset, model: str = PACKAGED, out_dir: Pa
     blocks = shard_rows(len(data), shard_size)
     paths = [shard_path(out_dir, data.name, spec.slug, i, len(blocks)) for i in range(len(blocks))]
     mine = range(world.rank, len(blocks), world.size)
-    todo = [i for i in mine if not shard_matches(paths[i], spec.model_id, checksum, i, len(blocks), blocks[i])]
+    todo = [
+        i for i in mine if not shard_matches(paths[i], spec.model_id, checksum, i, len(blocks), blocks[i])
+    ]
     load_seconds = encode_seconds = 0.0
     sentences = 0
     if todo:
@@ -145,14 +195,30 @@ def embed_dataset(dataset: str | TextDataset, model: str = PACKAGED, out_dir: Pa
                 started = time.perf_counter()
                 arrays = _shard_arrays(encoder, data, blocks[i], batch_size, bar)
                 encode_seconds += time.perf_counter() - started
-                write_shard(paths[i], arrays, _shard_attrs(data, spec, encoder, checksum, i, len(blocks), blocks[i]))
+                attrs = _shard_attrs(data, spec, encoder, checksum, i, len(blocks), blocks[i], world.rank)
+                write_shard(paths[i], arrays, attrs)
         sentences = total
     counts = _sum_over_ranks(
         world,
-        {"computed": len(todo), "reused": len(mine) - len(todo), "sentences": sentences,
-         "encode_seconds": encode_seconds, "load_seconds": load_seconds},
+        {
+            "computed": len(todo),
+            "reused": len(mine) - len(todo),
+            "sentences": sentences,
+            "encode_seconds": encode_seconds,
+            "load_seconds": load_seconds,
+        },
         slowest=("encode_seconds", "load_seconds"),
     )
-    return EmbedReport(data.name, spec.model_id, out_dir, paths, int(counts["computed"]), int(counts["reused"]),
-                       int(counts["sentences"]), counts["encode_seconds"], counts["load_seconds"], world.size,
-                       world.rank)
+    return EmbedReport(
+        data.name,
+        spec.model_id,
+        out_dir,
+        paths,
+        int(counts["computed"]),
+        int(counts["reused"]),
+        int(counts["sentences"]),
+        counts["encode_seconds"],
+        counts["load_seconds"],
+        world.size,
+        world.rank,
+    )

@@ -8,9 +8,9 @@ byte-order mark, RTE's string labels, STS-B's float scores, and test files witho
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -45,23 +45,69 @@ class GlueTask:
     score_range: tuple[float, float] | None = None
 
 
-_STSB_COLUMNS = ("index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2")
+_STSB_COLUMNS = (
+    "index",
+    "genre",
+    "filename",
+    "year",
+    "old_index",
+    "source1",
+    "source2",
+    "sentence1",
+    "sentence2",
+)
 
 GLUE_TASKS: dict[str, GlueTask] = {
     task.name: task
     for task in (
-        GlueTask("SST-2", ("sentence", "label"), ("index", "sentence"), text="sentence", label="label",
-                 classes=_BINARY, label_names=("negative", "positive")),
-        GlueTask("CoLA", ("source", "label", "author_mark", "sentence"), ("index", "sentence"), text="sentence",
-                 label="label", classes=_BINARY, label_names=("unacceptable", "acceptable"), header=False),
-        GlueTask("MRPC", ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
-                 ("index", "#1 ID", "#2 ID", "#1 String", "#2 String"), text="#1 String", text_b="#2 String",
-                 label="Quality", classes=_BINARY, label_names=("not_paraphrase", "paraphrase")),
-        GlueTask("RTE", ("index", "sentence1", "sentence2", "label"), ("index", "sentence1", "sentence2"),
-                 text="sentence1", text_b="sentence2", label="label",
-                 classes={"entailment": 0, "not_entailment": 1}, label_names=("entailment", "not_entailment")),
-        GlueTask("STS-B", (*_STSB_COLUMNS, "score"), _STSB_COLUMNS, text="sentence1", text_b="sentence2",
-                 label="score", score_range=(0.0, 5.0)),
+        GlueTask(
+            "SST-2",
+            ("sentence", "label"),
+            ("index", "sentence"),
+            text="sentence",
+            label="label",
+            classes=_BINARY,
+            label_names=("negative", "positive"),
+        ),
+        GlueTask(
+            "CoLA",
+            ("source", "label", "author_mark", "sentence"),
+            ("index", "sentence"),
+            text="sentence",
+            label="label",
+            classes=_BINARY,
+            label_names=("unacceptable", "acceptable"),
+            header=False,
+        ),
+        GlueTask(
+            "MRPC",
+            ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+            ("index", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+            text="#1 String",
+            text_b="#2 String",
+            label="Quality",
+            classes=_BINARY,
+            label_names=("not_paraphrase", "paraphrase"),
+        ),
+        GlueTask(
+            "RTE",
+            ("index", "sentence1", "sentence2", "label"),
+            ("index", "sentence1", "sentence2"),
+            text="sentence1",
+            text_b="sentence2",
+            label="label",
+            classes={"entailment": 0, "not_entailment": 1},
+            label_names=("entailment", "not_entailment"),
+        ),
+        GlueTask(
+            "STS-B",
+            (*_STSB_COLUMNS, "score"),
+            _STSB_COLUMNS,
+            text="sentence1",
+            text_b="sentence2",
+            label="score",
+            score_range=(0.0, 5.0),
+        ),
     )
 }
 
@@ -103,7 +149,9 @@ def _read_tsv(path: Path, task: GlueTask, split: str) -> dict:
                 continue
             if len(fields) != len(columns):
                 raise malformed_row(
-                    path, line, f"{len(columns)} tab-separated fields {list(columns)}, found {len(fields)}",
+                    path,
+                    line,
+                    f"{len(columns)} tab-separated fields {list(columns)}, found {len(fields)}",
                     "\t".join(fields),
                 )
             row = dict(zip(columns, fields))
@@ -119,7 +167,9 @@ def _read_tsv(path: Path, task: GlueTask, split: str) -> dict:
     return {"split": split, "texts": texts, "texts_b": texts_b, "labels": labels}
 
 
-def load_glue(task_name: str, root: Path | str | None = None, splits: Sequence[str] | None = None) -> TextDataset:
+def load_glue(
+    task_name: str, root: Path | str | None = None, splits: Sequence[str] | None = None
+) -> TextDataset:
     """GLUE task `task_name` from `<root>/glue/<task>/`; all of train, dev and test unless `splits` says.
 
     Test rows carry `UNLABELLED` (classification) or NaN (STS-B) as label: GLUE keeps test labels private.
@@ -129,4 +179,6 @@ def load_glue(task_name: str, root: Path | str | None = None, splits: Sequence[s
     folder = dataset_dir(f"glue/{task.name}", root)
     parts = [_read_tsv(data_file(folder, f"{split}.tsv"), task, split) for split in chosen]
     label_dtype = "int64" if task.classes is not None else "float32"
-    return concat_splits(f"glue/{task.name}", parts, label_dtype, task.label_names, pair=task.text_b is not None)
+    return concat_splits(
+        f"glue/{task.name}", parts, label_dtype, task.label_names, pair=task.text_b is not None
+    )

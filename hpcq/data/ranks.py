@@ -36,7 +36,9 @@ def mpi_world() -> World:
         launched = max((int(os.environ.get(var, "1")) for var in _LAUNCHER_SIZE_VARS), default=1)
         if launched > 1:
             # Without mpi4py every rank would believe it is rank 0 and redo all the work.
-            raise MissingDependencyError("mpi4py", "mpi", f"running under an MPI launcher with {launched} ranks")
+            raise MissingDependencyError(
+                "mpi4py", "mpi", f"running under an MPI launcher with {launched} ranks"
+            )
         return World(0, 1)
     comm = MPI.COMM_WORLD
     return World(comm.Get_rank(), comm.Get_size(), comm)

@@ -6,8 +6,8 @@ Face Hub (online only) or, when the name is a local folder, that folder.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hpcq.data.dataset import TextDataset
 from hpcq.data.glue import GLUE_TASKS, load_glue
@@ -17,7 +17,9 @@ from hpcq.errors import DataError
 DATASET_NAMES = (SST2_SENTENCES, *(f"glue/{task}" for task in GLUE_TASKS), SETFIT_SST2)
 
 
-def load_dataset(name: str, root: Path | str | None = None, splits: Sequence[str] | None = None) -> TextDataset:
+def load_dataset(
+    name: str, root: Path | str | None = None, splits: Sequence[str] | None = None
+) -> TextDataset:
     """Load data set `name` (one of `DATASET_NAMES`) from the data root (`HPCQ_DATA`, else ./data)."""
     if name == SST2_SENTENCES:
         return load_sst2_sentences(root, splits)

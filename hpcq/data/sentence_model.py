@@ -55,16 +55,21 @@ def resolve_model(model: str) -> SentenceModelSpec:
     """Resolve `model`: "packaged", an existing local folder, or a Hugging Face Hub model name."""
     if model == PACKAGED:
         version = metadata.version(_PACKAGED_DIST)
-        return SentenceModelSpec(model, f"{_PACKAGED_DIST}=={version}:all-MiniLM-L6-v2", "all-MiniLM-L6-v2",
-                                 str(packaged_model_path()), local=True)
+        return SentenceModelSpec(
+            model,
+            f"{_PACKAGED_DIST}=={version}:all-MiniLM-L6-v2",
+            "all-MiniLM-L6-v2",
+            str(packaged_model_path()),
+            local=True,
+        )
     path = Path(model).expanduser()
     if path.is_dir():
         resolved = path.resolve()
         return SentenceModelSpec(model, str(resolved), _slug(resolved.name), str(resolved), local=True)
     if model.startswith(("/", ".", "~")) or model.count("/") > 1 or path.exists():
         raise DataError(
-            f"model {model!r} looks like a local path but is not a folder; pass a sentence-transformers model "
-            f"folder, a Hugging Face model name, or '{PACKAGED}'"
+            f"model {model!r} looks like a local path but is not a folder; pass a sentence-transformers "
+            f"model folder, a Hugging Face model name, or '{PACKAGED}'"
         )
     return SentenceModelSpec(model, model, _slug(model), model, local=False)
 
@@ -81,15 +86,15 @@ def load_sentence_model(spec: SentenceModelSpec, device: str | None = None) -> A
         model = SentenceTransformer(spec.location, device=device, local_files_only=spec.local)
     except OSError as err:
         raise DataError(
-            f"could not load sentence-transformers model {spec.requested!r} ({err}). Compute nodes are usually "
-            f"offline: save it on the login node with SentenceTransformer({spec.requested!r}).save(DIR) and "
-            f"pass DIR, or use '{PACKAGED}'"
+            f"could not load sentence-transformers model {spec.requested!r} ({err}). Compute nodes are "
+            f"usually offline: save it on the login node with "
+            f"SentenceTransformer({spec.requested!r}).save(DIR) and pass DIR, or use '{PACKAGED}'"
         ) from err
     return model.eval()
 
 
 def normalisation(model: Any) -> str:
-    """"l2" when the model's last module normalises embeddings to unit length, else "none"."""
+    """ "l2" when the model's last module normalises embeddings to unit length, else "none"."""
     from sentence_transformers.models import Normalize
 
     return "l2" if any(isinstance(module, Normalize) for module in model) else "none"

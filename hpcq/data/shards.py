@@ -3,7 +3,8 @@
 Each shard holds a contiguous block of a data set's rows: datasets `embeddings` (float32 [rows, dim]),
 `embeddings_b` (second sentence of pair tasks), `labels`, `ids`, `split`; attributes `dataset`, `model`,
 `dimension`, `normalisation`, `checksum` (sha256 of the whole source data set, `TextDataset.checksum`),
-`shard_index`, `shard_count`, `row_start`, `row_stop`, `label_names` (JSON) and `complete`.
+`shard_index`, `shard_count`, `row_start`, `row_stop`, `label_names` (JSON), `written_by_rank` and
+`complete`.
 A shard is written to a temporary name and renamed, so a shard that exists is complete.
 """
 
@@ -35,7 +36,8 @@ def shard_path(out_dir: Path, dataset: str, model_slug: str, index: int, count: 
 
 
 def shard_rows(n_rows: int, shard_size: int) -> list[slice]:
-    """The row blocks of each shard: `shard_size` rows each, the last one shorter; one empty shard for none."""
+    """The row blocks of each shard: `shard_size` rows each, the last one shorter (one empty shard for no
+    rows)."""
     if shard_size < 1:
         raise DataError(f"shard size must be at least 1 row, got {shard_size}")
     starts = range(0, max(n_rows, 1), shard_size)
@@ -70,8 +72,14 @@ def shard_matches(path: Path, model_id: str, checksum: str, index: int, count: i
     attrs = read_shard_attrs(path)
     if attrs is None:
         return False
-    wanted = {"model": model_id, "checksum": checksum, "shard_index": index, "shard_count": count,
-              "row_start": rows.start, "row_stop": rows.stop}
+    wanted = {
+        "model": model_id,
+        "checksum": checksum,
+        "shard_index": index,
+        "shard_count": count,
+        "row_start": rows.start,
+        "row_stop": rows.stop,
+    }
     return all(attrs.get(key) == value for key, value in wanted.items())
 
 
@@ -103,8 +111,9 @@ def _shards_of(shard_dir: Path, dataset: str) -> dict[Path, dict]:
     return found
 
 
-def _complete_set(shards: dict[Path, dict], dataset: str, shard_dir: Path, model: str,
-                  checksum: str | None) -> list[Path]:
+def _complete_set(
+    shards: dict[Path, dict], dataset: str, shard_dir: Path, model: str, checksum: str | None
+) -> list[Path]:
     """One full run of shards 0..M-1 with a single data checksum, in shard order."""
     embed_command = f"`hpcq embed --dataset {dataset} --model {model} --out-dir {shard_dir}`"
     runs: dict[tuple[str, int], dict[int, Path]] = defaultdict(dict)
@@ -123,8 +132,8 @@ def _complete_set(shards: dict[Path, dict], dataset: str, shard_dir: Path, model
         (_, count), run = max(runs.items(), key=lambda item: len(item[1]))
         missing = sorted(set(range(count)) - set(run))
         raise DataError(
-            f"embeddings of {dataset} in {shard_dir} are incomplete: shard(s) {missing} of {count} are missing; "
-            f"run {embed_command} (it reuses the shards that exist)"
+            f"embeddings of {dataset} in {shard_dir} are incomplete: shard(s) {missing} of {count} are "
+            f"missing; run {embed_command} (it reuses the shards that exist)"
         )
     if len({key[0] for key in complete}) > 1:
         raise DataError(
@@ -136,8 +145,9 @@ def _complete_set(shards: dict[Path, dict], dataset: str, shard_dir: Path, model
     return [complete[key][index] for index in range(key[1])]
 
 
-def load_embeddings(shard_dir: Path | str, dataset: str, model: str = "packaged",
-                    checksum: str | None = None) -> EmbeddingTable:
+def load_embeddings(
+    shard_dir: Path | str, dataset: str, model: str = "packaged", checksum: str | None = None
+) -> EmbeddingTable:
     """Read every shard of `dataset` embedded by `model` (as `hpcq embed --model` spells it) from `shard_dir`.
 
     Checks that all shards are present and that they were made by `model` (and, when `checksum` is given, from
@@ -158,7 +168,8 @@ def load_embeddings(shard_dir: Path | str, dataset: str, model: str = "packaged"
         raise DataError(
             f"{shard_dir} holds {made_by} for data set {dataset}, but model {model!r} ({spec.model_id}) was "
             f"asked for. Embed with that model: `hpcq embed --dataset {dataset} --model {model} --out-dir "
-            f"{shard_dir}`" + (", or set the config's model to the one that made the shards" if others else "")
+            f"{shard_dir}`"
+            + (", or set the config's model to the one that made the shards" if others else "")
         )
     paths = _complete_set(mine, dataset, shard_dir, model, checksum)
     parts: dict[str, list[np.ndarray]] = defaultdict(list)

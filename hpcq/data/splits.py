@@ -44,7 +44,8 @@ def _class_labels(labels: np.ndarray) -> np.ndarray:
 
 def _validation_quotas(class_sizes: np.ndarray, n_validation: int, rng: np.random.Generator) -> np.ndarray:
     """Validation rows per class, proportional to class size; leftover rows go to the classes with the largest
-    remainders, ties broken at random (with equal classes of 256, one random class gets 39 and the other 38)."""
+    remainders, ties broken at random (with equal classes of 256, one random class gets 39, the other 38).
+    """
     exact = n_validation * class_sizes / class_sizes.sum()
     quotas = np.floor(exact).astype(np.int64)
     leftover = n_validation - int(quotas.sum())
@@ -53,8 +54,9 @@ def _validation_quotas(class_sizes: np.ndarray, n_validation: int, rng: np.rando
     return quotas
 
 
-def paper_split(labels: np.ndarray, seed: int, per_class: int = 256,
-                validation_fraction: float = 0.15) -> SplitIndices:
+def paper_split(
+    labels: np.ndarray, seed: int, per_class: int = 256, validation_fraction: float = 0.15
+) -> SplitIndices:
     """The paper's protocol: pool every row, sample `per_class` rows of each class (256 positive + 256
     negative), split them into train and validation, and test on every row not sampled.
 
@@ -86,8 +88,9 @@ def paper_split(labels: np.ndarray, seed: int, per_class: int = 256,
     return SplitIndices(np.sort(train), np.sort(validation), test)
 
 
-def standard_split(splits: np.ndarray, train: str = "train", validation: str = "dev",
-                   test: str = "test") -> SplitIndices:
+def standard_split(
+    splits: np.ndarray, train: str = "train", validation: str = "dev", test: str = "test"
+) -> SplitIndices:
     """The splits as shipped: rows whose original split name is `train`, `validation` or `test`."""
     splits = np.asarray(splits)
     parts = {name: np.flatnonzero(splits == name) for name in (train, validation, test)}

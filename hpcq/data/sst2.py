@@ -7,8 +7,8 @@ The staged files are the default because compute nodes have no internet.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from hpcq.data.dataset import TextDataset, choose_splits, class_label, concat_splits, malformed_row
 from hpcq.data.paths import data_file, dataset_dir
@@ -40,7 +40,10 @@ def _read_stsa(path: Path, split: str) -> dict:
 def load_sst2_sentences(root: Path | str | None = None, splits: Sequence[str] | None = None) -> TextDataset:
     """The staged sentence-level SST-2 (`<root>/sst2-sentences/stsa.binary.{train,dev,test}`)."""
     folder = dataset_dir(SST2_SENTENCES, root)
-    parts = [_read_stsa(data_file(folder, f"stsa.binary.{split}"), split) for split in choose_splits(splits, SPLITS, 'SST-2')]
+    parts = [
+        _read_stsa(data_file(folder, f"stsa.binary.{split}"), split)
+        for split in choose_splits(splits, SPLITS, "SST-2")
+    ]
     return concat_splits(SST2_SENTENCES, parts, label_dtype="int64", label_names=LABEL_NAMES, pair=False)
 
 
@@ -77,8 +80,9 @@ def _setfit_file(source: str, file_name: str, revision: str) -> Path:
         ) from err
 
 
-def load_setfit_sst2(source: str | Path = SETFIT_SST2, splits: Sequence[str] | None = None,
-                     revision: str = SETFIT_REVISION) -> TextDataset:
+def load_setfit_sst2(
+    source: str | Path = SETFIT_SST2, splits: Sequence[str] | None = None, revision: str = SETFIT_REVISION
+) -> TextDataset:
     """SST-2 from Hugging Face `SetFit/sst2` (`{train,dev,test}.jsonl` with `text` and `label`).
 
     `source` is a Hub data set name (needs the network, once; the Hub cache serves later calls) or a local
@@ -86,8 +90,10 @@ def load_setfit_sst2(source: str | Path = SETFIT_SST2, splits: Sequence[str] | N
     """
     local = Path(source)
     parts = []
-    for split in choose_splits(splits, SPLITS, 'SST-2'):
+    for split in choose_splits(splits, SPLITS, "SST-2"):
         file_name = f"{split}.jsonl"
-        path = data_file(local, file_name) if local.is_dir() else _setfit_file(str(source), file_name, revision)
+        path = (
+            data_file(local, file_name) if local.is_dir() else _setfit_file(str(source), file_name, revision)
+        )
         parts.append(_read_setfit_jsonl(path, split))
     return concat_splits(SETFIT_SST2, parts, label_dtype="int64", label_names=LABEL_NAMES, pair=False)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from tqdm.auto import tqdm
 
@@ -64,8 +64,12 @@ def _documented_checksums(source: Path, dataset: str) -> dict[Path, str]:
     return listed
 
 
-def stage(source: Path | str, dest: Path | str | None = None, datasets: Sequence[str] | None = None,
-          progress: bool = True) -> StageReport:
+def stage(
+    source: Path | str,
+    dest: Path | str | None = None,
+    datasets: Sequence[str] | None = None,
+    progress: bool = True,
+) -> StageReport:
     """Copy `datasets` (folders under `source`, e.g. "sst2-sentences", "glue" or "glue/RTE"; all of them when
     None) into `dest` (default: the data root), verifying every file's sha256."""
     source = Path(source)
@@ -93,14 +97,15 @@ def stage(source: Path | str, dest: Path | str | None = None, datasets: Sequence
                 f"fetch the data set again"
             )
         else:
-            with atomic_path(dst) as tmp:
+            with atomic_path(dst) as tmp:  # verified before the rename, so a bad copy never lands
                 shutil.copyfile(src, tmp)
-            actual = file_sha256(dst)
-            if actual != expected:
-                raise DataError(
-                    f"staged {dst} has sha256 {actual}, but {'its README lists' if documented else 'the source has'} "
-                    f"{expected}; the source copy {src} is corrupt or changed while copying, fetch it again"
-                )
+                actual = file_sha256(tmp)
+                if actual != expected:
+                    reference = "its README lists" if documented else "the source had"
+                    raise DataError(
+                        f"{src} copies with sha256 {actual}, but {reference} {expected}; the source copy is "
+                        f"corrupt or changed while copying, fetch it again"
+                    )
             report.copied.append(dst)
         report.readme_verified += documented is not None
     return report

@@ -1,0 +1,176 @@
+"""`hpcq embed` with the real packaged all-MiniLM-L6-v2 on 64 real SST-2 sentences: shards, reuse, the
+reader's checks, and 2 MPI ranks against 1."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from hpcq.data import (
+    data_root,
+    embed_dataset,
+    load_embeddings,
+    load_glue,
+    load_sst2_sentences,
+    packaged_model_path,
+)
+from hpcq.data.dataset import TextDataset
+from hpcq.data.sentence_model import load_sentence_model, resolve_model
+from hpcq.errors import DataError
+
+ROWS = "np.arange(0, 9613, 150)[:64]"  # spread over train, dev and test; shared with the MPI script below
+SHARD_SIZE = 16
+NAMES = [f"sst2-sentences-all-MiniLM-L6-v2-{i:05d}-of-00004.h5" for i in range(4)]
+
+
+@pytest.fixture(scope="module")
+def subset():
+    return load_sst2_sentences(data_root()).subset(eval(ROWS))
+
+
+@pytest.fixture(scope="module")
+def embedded(subset, tmp_path_factory):
+    """Shards of the 64 sentences, written once; tests that change them work on a copy (`shards_copy`)."""
+    out = tmp_path_factory.mktemp("embeddings")
+    report = embed_dataset(subset, out_dir=out, shard_size=SHARD_SIZE, batch_size=8, progress=False)
+    return out, report
+
+
+@pytest.fixture
+def shards_copy(embedded, tmp_path):
+    out = tmp_path / "embeddings"
+    shutil.copytree(embedded[0], out)
+    return out
+
+
+def test_embed_writes_complete_shards(subset, embedded):
+    out, report = embedded
+    assert (report.computed, report.reused, report.sentences, report.ranks) == (4, 0, 64, 1)
+    assert report.sentences_per_second > 0
+    assert sorted(path.name for path in out.iterdir()) == NAMES
+    model_id = resolve_model("packaged").model_id
+    for index, name in enumerate(NAMES):
+        with h5py.File(out / name) as shard:
+            attrs = dict(shard.attrs)
+            assert shard["embeddings"].shape == (16, 384) and shard["embeddings"].dtype == np.float32
+            assert shard["ids"].asstr()[()].tolist() == subset.ids[index * 16 : (index + 1) * 16].tolist()
+        assert attrs["model"] == model_id and attrs["dimension"] == 384 and attrs["normalisation"] == "l2"
+        assert attrs["checksum"] == subset.checksum() and attrs["complete"]
+        assert (attrs["shard_index"], attrs["shard_count"], attrs["row_start"]) == (index, 4, index * 16)
+
+
+def test_embeddings_match_the_model_in_row_order(subset, embedded):
+    """Length-sorted batching must not reorder rows: compare with one plain `encode` call."""
+    table = load_embeddings(embedded[0], "sst2-sentences", "packaged", checksum=subset.checksum())
+    direct = load_sentence_model(resolve_model("packaged")).encode(subset.texts, batch_size=64)
+    np.testing.assert_allclose(table.embeddings, direct, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(table.embeddings, axis=1), 1.0, atol=1e-5)
+    assert table.ids.tolist() == subset.ids.tolist() and table.split.tolist() == subset.splits.tolist()
+    assert np.array_equal(table.labels, subset.labels) and table.label_names == ("negative", "positive")
+    assert (table.dimension, table.normalisation, table.embeddings_b) == (384, "l2", None)
+
+
+def test_complete_shards_are_reused_not_recomputed(subset, shards_copy):
+    mtimes = {path.name: path.stat().st_mtime_ns for path in shards_copy.iterdir()}
+    again = embed_dataset(subset, out_dir=shards_copy, shard_size=SHARD_SIZE, progress=False)
+    assert (again.computed, again.reused, again.sentences, again.load_seconds) == (0, 4, 0, 0.0)
+    assert {path.name: path.stat().st_mtime_ns for path in shards_copy.iterdir()} == mtimes
+    (shards_copy / NAMES[2]).unlink()
+    (shards_copy / f".{NAMES[3]}.999.tmp").write_bytes(b"half a shard from a killed job")
+    refill = embed_dataset(subset, out_dir=shards_copy, shard_size=SHARD_SIZE, progress=False)
+    assert (refill.computed, refill.reused, refill.sentences) == (1, 3, 16)
+    for name in (NAMES[0], NAMES[1], NAMES[3]):
+        assert (shards_copy / name).stat().st_mtime_ns == mtimes[name]
+    assert len(load_embeddings(shards_copy, "sst2-sentences")) == 64
+
+
+def test_changed_data_is_re_embedded_and_stale_shards_refused(subset, shards_copy):
+    flipped = TextDataset(
+        subset.name,
+        subset.texts,
+        1 - subset.labels,
+        subset.ids,
+        subset.splits,
+        label_names=subset.label_names,
+    )
+    with pytest.raises(DataError, match="embedded from other data.*re-embed with `hpcq embed"):
+        load_embeddings(shards_copy, "sst2-sentences", checksum=flipped.checksum())
+    report = embed_dataset(flipped, out_dir=shards_copy, shard_size=SHARD_SIZE, progress=False)
+    assert (report.computed, report.reused) == (4, 0)
+    table = load_embeddings(shards_copy, "sst2-sentences", checksum=flipped.checksum())
+    assert np.array_equal(table.labels, 1 - subset.labels)
+
+
+def test_shards_of_another_model_are_refused(shards_copy, tmp_path):
+    other = tmp_path / "minilm-finetuned"
+    shutil.copytree(packaged_model_path(), other, copy_function=os.symlink)
+    with pytest.raises(DataError) as err:
+        load_embeddings(shards_copy, "sst2-sentences", str(other))
+    message = str(err.value)
+    assert resolve_model("packaged").model_id in message and str(other) in message
+    assert f"hpcq embed --dataset sst2-sentences --model {other} --out-dir {shards_copy}" in message
+
+
+def test_missing_shard_and_missing_folder(shards_copy, tmp_path):
+    (shards_copy / NAMES[1]).unlink()
+    with pytest.raises(DataError, match=r"incomplete: shard\(s\) \[1\] of 4 are missing.*hpcq embed"):
+        load_embeddings(shards_copy, "sst2-sentences")
+    with pytest.raises(DataError, match="no shards for data set glue/RTE"):
+        load_embeddings(shards_copy, "glue/RTE")
+    with pytest.raises(DataError, match="does not exist"):
+        load_embeddings(tmp_path / "nowhere", "sst2-sentences")
+
+
+def test_pair_task_embeds_both_sentences(tmp_path):
+    rte = load_glue("RTE", data_root(), splits=["dev"]).subset(slice(0, 6))
+    report = embed_dataset(rte, out_dir=tmp_path, shard_size=4, progress=False)
+    assert (report.computed, report.sentences) == (2, 12)
+    table = load_embeddings(tmp_path, "glue/RTE")
+    assert table.embeddings.shape == table.embeddings_b.shape == (6, 384)
+    assert not np.allclose(table.embeddings, table.embeddings_b)
+
+
+MPI_SCRIPT = f"""
+import json, sys
+import numpy as np
+from hpcq.data import data_root, embed_dataset, load_sst2_sentences, mpi_world
+data = load_sst2_sentences(data_root()).subset({ROWS})
+report = embed_dataset(data, out_dir=sys.argv[1], shard_size={SHARD_SIZE}, batch_size=8, progress=False)
+print(json.dumps({{"rank": mpi_world().rank, **report.as_dict()}}))
+"""
+
+
+def mpiexec(ranks: int) -> list[str]:
+    root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    return ["mpiexec", "-n", str(ranks), "--oversubscribe", *root]
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_two_ranks_embed_the_same_as_one(subset, embedded, tmp_path):
+    out = tmp_path / "mpi"
+    result = subprocess.run(
+        [*mpiexec(2), sys.executable, "-c", MPI_SCRIPT, str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = sorted((json.loads(line) for line in result.stdout.splitlines()), key=lambda r: r["rank"])
+    assert [r["rank"] for r in reports] == [0, 1]
+    # every rank reports the job's totals; shard i was written by rank i % 2
+    assert all((r["ranks"], r["computed"], r["reused"], r["sentences"]) == (2, 4, 0, 64) for r in reports)
+    assert sorted(path.name for path in out.iterdir()) == NAMES
+    for index, name in enumerate(NAMES):
+        with h5py.File(out / name) as shard:
+            assert shard.attrs["written_by_rank"] == index % 2
+    two = load_embeddings(out, "sst2-sentences", checksum=subset.checksum())
+    one = load_embeddings(embedded[0], "sst2-sentences", checksum=subset.checksum())
+    np.testing.assert_allclose(two.embeddings, one.embeddings, rtol=0, atol=1e-5)
+    assert two.ids.tolist() == one.ids.tolist()
