@@ -112,6 +112,19 @@ def aggregate(
     render_analysis(analyse_study(results_dir, out), out)
 
 
+@app.command()
+def energy(
+    out: Annotated[Path, typer.Option("--out", help="Where the plot, sensitivity table and curves go.")],
+    config: Annotated[Optional[Path], typer.Option(help="Crossover config YAML (default: the shipped one).")] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Results folder with bench_scale runs: fit the GPU "
+                                                         "side from measurements instead of the roofline.")] = None,
+) -> None:
+    """GPU-vs-QPU energy per inference against qubit count: the crossover, its band and its sensitivity."""
+    from hpcq.energy.crossover_report import render, run_crossover
+
+    render(run_crossover(config, out, results))
+
+
 def main() -> None:
     """Entry point: user errors print one clear line and exit 2, without a traceback."""
     try:

@@ -124,33 +124,45 @@ def read_runs(paths: list[Path], results_dir: Path, progress: bool = True
     return records, skipped
 
 
-def aggregate(results_dir: Path, out_dir: Path, *, progress: bool = True) -> AggregateResult:
-    """Aggregate every run file under `results_dir` into `out_dir`.
-
-    Writes runs.parquet + runs.csv (one row per run), curves.parquet + curves.csv (metrics/ curves in long
-    form) and skipped.csv (files that could not be read, with the reason). Unreadable files never stop it.
-    """
-    results_dir, out_dir = Path(results_dir), Path(out_dir)
+def collect_runs(results_dir: Path, *, progress: bool = True) -> AggregateResult:
+    """Read every run file under `results_dir` into tables in memory (nothing is written)."""
+    results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ConfigError(f"results directory {results_dir} does not exist; pass the folder holding run files")
     paths = find_run_files(results_dir)
     if not paths:
         raise ConfigError(f"no run files (*.h5, *.hdf5) under {results_dir}; is this the right results folder?")
     records, skipped_rows = read_runs(paths, results_dir, progress)
-    runs = _uniform_types(pd.DataFrame([run_row(r, results_dir) for r in records], columns=None))
+    runs = _uniform_types(pd.DataFrame([run_row(r, results_dir) for r in records]))
     curves = pd.DataFrame([row for r in records for row in _curve_rows(r)],
                           columns=["run_id", "metric", "step", "value"])
-    skipped = pd.DataFrame(skipped_rows, columns=["path", "reason"])
+    return AggregateResult(runs=runs, curves=curves, skipped=pd.DataFrame(skipped_rows, columns=["path", "reason"]))
+
+
+def aggregate(results_dir: Path, out_dir: Path, *, progress: bool = True) -> AggregateResult:
+    """Aggregate every run file under `results_dir` into `out_dir`.
+
+    Writes runs.parquet + runs.csv (one row per run), curves.parquet + curves.csv (metrics/ curves in long
+    form) and skipped.csv (files that could not be read, with the reason). Unreadable files never stop it.
+    """
+    result = collect_runs(results_dir, progress=progress)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for name, table in ((RUNS_TABLE, runs), (CURVES_TABLE, curves)):
-        files[f"{name}.parquet"] = out_dir / f"{name}.parquet"
-        files[f"{name}.csv"] = out_dir / f"{name}.csv"
-        table.to_parquet(files[f"{name}.parquet"], index=False)
-        table.to_csv(files[f"{name}.csv"], index=False)
-    files[SKIPPED_FILE] = out_dir / SKIPPED_FILE
-    skipped.to_csv(files[SKIPPED_FILE], index=False)
-    return AggregateResult(runs=runs, curves=curves, skipped=skipped, files=files)
+    for name, table in ((RUNS_TABLE, result.runs), (CURVES_TABLE, result.curves)):
+        for suffix, writer in (("parquet", table.to_parquet), ("csv", table.to_csv)):
+            result.files[f"{name}.{suffix}"] = out_dir / f"{name}.{suffix}"
+            writer(result.files[f"{name}.{suffix}"], index=False)
+    result.files[SKIPPED_FILE] = out_dir / SKIPPED_FILE
+    result.skipped.to_csv(result.files[SKIPPED_FILE], index=False)
+    return result
+
+
+def runs_from(source: Path, *, progress: bool = True) -> AggregateResult:
+    """Tables from an aggregate folder (runs.parquet) or, read now, from a results folder."""
+    source = Path(source)
+    if (source / f"{RUNS_TABLE}.parquet").is_file():
+        return load_aggregate(source)
+    return collect_runs(source, progress=progress)
 
 
 def load_aggregate(aggregate_dir: Path) -> AggregateResult:
