@@ -125,6 +125,18 @@ def energy(
     render(run_crossover(config, out, results))
 
 
+@app.command()
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="Study folder: run files, or aggregate/ and energy/ outputs.")],
+    out: Annotated[Path, typer.Option("--out", help="Where report.html, report.md and its figures go.")],
+) -> None:
+    """One self-contained HTML page (plus Markdown) with the study's tables and plots; opens offline."""
+    from hpcq.results.report import build_report
+
+    built = build_report(results_dir, out)
+    print(f"wrote {built.html} ({len(built.images)} embedded images) and {built.markdown}")
+
+
 def main() -> None:
     """Entry point: user errors print one clear line and exit 2, without a traceback."""
     try:

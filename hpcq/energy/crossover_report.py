@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from hpcq.energy import crossover as cx
 from hpcq.energy import model
+from hpcq.results.markdown import markdown_table
 
 _COLORS = {"gpu": "tab:green", "qpu": "tab:purple"}
 
@@ -57,15 +58,20 @@ def scenario_drivers(config: cx.CrossoverConfig, base: dict[str, float], changes
 
 
 def run_crossover(config_path: Path | None = None, out_dir: Path | None = None,
-                  results_dir: Path | None = None) -> CrossoverReport:
-    """Evaluate the model (measured GPU values when `results_dir` holds bench_scale runs), write outputs."""
+                  results_dir: Path | None = None, *, runs: pd.DataFrame | None = None) -> CrossoverReport:
+    """Evaluate the model and write its outputs to `out_dir` (when given).
+
+    The GPU side is fitted from bench_scale runs when `results_dir` (a results or aggregate folder) or an
+    aggregated `runs` table is given, and is the roofline of the config otherwise.
+    """
     config = cx.load_config(config_path)
     base, mode, notes = config.nominal(), "roofline", []
     fixed: set[str] = set()
-    if results_dir is not None:
+    if results_dir is not None and runs is None:
         from hpcq.results.aggregate import runs_from
 
         runs = runs_from(Path(results_dir), progress=False).runs
+    if runs is not None:
         measured = cx.fit_measured_gpu(runs, config)
         base.update(measured.overrides)
         fixed = set(measured.overrides)
@@ -122,19 +128,6 @@ def energy_plot(report: CrossoverReport, out_dir: Path) -> list[Path]:
     return save(figure, out_dir, "energy_vs_qubits")
 
 
-def _markdown_table(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
-def _cell(value) -> str:
-    if isinstance(value, (float, np.floating)):
-        return "n/a" if not np.isfinite(value) else f"{value:.4g}"
-    return str(value).replace("|", "/")
-
-
 def sensitivity_markdown(report: CrossoverReport) -> str:
     """The sensitivity note: crossover and band, scenarios with their drivers, one-at-a-time swings."""
     targets = ", ".join(f"{t['qubits']} ({t['source']})" for t in report.config.targets)
@@ -155,7 +148,7 @@ def sensitivity_markdown(report: CrossoverReport) -> str:
         "",
         "`drivers`: how far the crossover moves when one change of the scenario alone is undone (largest first).",
         "",
-        _markdown_table(report.scenarios[["scenario", "crossover_qubits", "crossover_fractional", "drivers", "changes",
+        markdown_table(report.scenarios[["scenario", "crossover_qubits", "crossover_fractional", "drivers", "changes",
                                           "description"]]),
         "",
         "## One parameter at a time",
@@ -163,7 +156,7 @@ def sensitivity_markdown(report: CrossoverReport) -> str:
         "Each parameter at the ends of its range with all others at their values; `value_for_T` is the value "
         "that alone would move the crossover to T qubits (n/a: not reachable within 100x of the range).",
         "",
-        _markdown_table(report.sensitivity),
+        markdown_table(report.sensitivity),
         "",
     ]
     return "\n".join(lines)
