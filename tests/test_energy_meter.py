@@ -79,6 +79,17 @@ def test_reading_fits_the_energy_group_of_a_run_file(tmp_path):
     assert record.energy["power_w"].shape == meter.reading.power_w.shape
 
 
+def test_a_meter_can_be_reused():
+    meter = EnergyMeter("estimate", interval_s=0.02)
+    with meter:
+        _spin(0.2)
+    first = meter.reading
+    with meter:
+        time.sleep(0.1)
+    assert meter.reading.duration_s < first.duration_s
+    assert meter.reading.t_s[0] < 0.1  # the second reading starts afresh
+
+
 def test_bad_arguments_name_the_fix():
     with pytest.raises(ConfigError, match="interval_s"):
         EnergyMeter(interval_s=0)

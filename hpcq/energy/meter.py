@@ -114,6 +114,9 @@ class EnergyMeter:
             self._sample()
 
     def __enter__(self) -> EnergyMeter:
+        self._stop.clear()
+        self._samples = []
+        self.reading = None
         self._sampler = open_sampler(self.method, self._devices, self._full_load_watts, self._estimate_scope)
         self._start_utc = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         if self._sync is not None:
