@@ -1,9 +1,12 @@
 """Qubit layouts of a state tensor and the few kernels that move or contract it.
 
-A state of a batch is a contiguous [batch, 2**n] tensor whose [batch, 2, ..., 2] view has one axis per qubit;
-`layout[a]` names the qubit on axis a+1 (most significant first). Instead of restoring the canonical order
-after every gate, the simulator only moves a block's qubits to the trailing axes when they are not already
-there, so a fused block costs one matmul and at most one permuting copy.
+A chunk of states is a contiguous [2**n, batch] tensor: the basis index first, the sample last. Its
+[2, ..., 2, batch] view has one axis per qubit; `layout[a]` names the qubit on axis a (most significant
+first). Keeping the batch innermost means every qubit permutation copies contiguous runs of `batch` values,
+and a block shared by all samples is one large matmul over [d, rest·batch].
+
+Instead of restoring the canonical order after every gate, the simulator only moves a block's qubits to the
+leading axes when they are not already there, so a fused block costs one matmul and at most one copy.
 """
 
 from __future__ import annotations
@@ -18,15 +21,19 @@ def canonical_layout(n_qubits: int) -> Layout:
     return tuple(range(n_qubits - 1, -1, -1))
 
 
+def qubit_view(state: torch.Tensor, n_qubits: int) -> torch.Tensor:
+    """The [2, ..., 2, batch] view of a [2**n, batch] state."""
+    return state.view(*([2] * n_qubits), state.shape[-1])
+
+
 def permute_state(state: torch.Tensor, source: Layout, target: Layout) -> torch.Tensor:
     """Copy `state` from layout `source` into layout `target`."""
     if source == target:
         return state
-    batch = state.shape[0]
     n = len(source)
     position = {q: a for a, q in enumerate(source)}
-    order = [0] + [1 + position[q] for q in target]
-    return state.view(batch, *([2] * n)).permute(order).reshape(batch, 2**n)
+    order = [position[q] for q in target] + [n]
+    return qubit_view(state, n).permute(order).contiguous().view(state.shape)
 
 
 def reorder_matrix(matrix: torch.Tensor, source: Layout, target: Layout) -> torch.Tensor:
@@ -52,21 +59,26 @@ def leading_layout(layout: Layout, block_msb_first: Layout) -> Layout:
     return tuple(block_msb_first) + tuple(q for q in layout if q not in moving)
 
 
+def _per_sample_columns(state: torch.Tensor, d: int) -> torch.Tensor:
+    """[batch, d, rest] view-then-copy of a [2**n, batch] state, for per-sample matrices."""
+    return state.view(d, -1, state.shape[-1]).permute(2, 0, 1)
+
+
 def apply_matrix(state: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """Apply a [1 or batch, d, d] operator to the leading log2(d) qubits of a [batch, 2**n] state."""
+    """Apply a [1 or batch, d, d] operator to the leading log2(d) qubits of a [2**n, batch] state."""
     d = matrix.shape[-1]
-    columns = state.view(state.shape[0], d, -1)
-    # expand, not broadcast-matmul: bmm reads a stride-0 batch of one matrix without copying the state
-    return torch.bmm(matrix.expand(state.shape[0], d, d), columns).view(state.shape)
+    if matrix.shape[0] == 1:
+        return (matrix[0] @ state.view(d, -1)).view(state.shape)
+    out = torch.bmm(matrix, _per_sample_columns(state, d))  # [batch, d, rest]
+    return out.permute(1, 2, 0).contiguous().view(state.shape)
 
 
 def outer_on_leading(bra: torch.Tensor, ket: torch.Tensor, d: int, per_sample: bool) -> torch.Tensor:
     """G[a, b] = Σ_rest bra[a, rest] · conj(ket[b, rest]) over the leading d-dimensional index.
 
     This is dL/dU (PyTorch's convention for complex tensors) of ket' = U ket with upstream gradient `bra`;
-    summed over the batch when U is shared by every sample.
+    a shared U sums over the batch, which here is simply part of `rest`.
     """
-    columns_bra = bra.view(bra.shape[0], d, -1)
-    columns_ket = ket.view(ket.shape[0], d, -1)
-    per_sample_grad = torch.bmm(columns_bra, columns_ket.conj().transpose(1, 2))
-    return per_sample_grad if per_sample else per_sample_grad.sum(0, keepdim=True)
+    if per_sample:
+        return torch.bmm(_per_sample_columns(bra, d), _per_sample_columns(ket, d).conj().transpose(1, 2))
+    return (bra.view(d, -1) @ ket.view(d, -1).conj().transpose(0, 1)).unsqueeze(0)

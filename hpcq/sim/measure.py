@@ -1,23 +1,24 @@
-"""Expectation values of Pauli strings on a batched state in any layout, and their adjoint seeds.
+"""Expectation values of Pauli strings on a chunk of states in any layout, and their adjoint seeds.
 
-(Oψ)[j] = i^{#Y} · (−1)^{popcount(src & (Z|Y))} · ψ[src] with src = j ⊕ (X|Y): sign first, then flip.
+States are [2**n, batch] (see layout.py). (Oψ)[j] = i^{#Y} · (−1)^{popcount(src & (Z|Y))} · ψ[src] with
+src = j ⊕ (X|Y): sign first, then flip.
 """
 
 from __future__ import annotations
 
 import torch
 
-from hpcq.sim.layout import Layout
+from hpcq.sim.layout import Layout, qubit_view
 from hpcq.sim.observables import Pauli
 
 
 def _axes(layout: Layout, qubits) -> list[int]:
-    position = {q: a + 1 for a, q in enumerate(layout)}
+    position = {q: a for a, q in enumerate(layout)}
     return sorted(position[q] for q in qubits)
 
 
 def _sign_tensor(layout: Layout, qubits, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(−1)^{Σ bits of `qubits`} broadcastable against the [batch, 2, ..., 2] view."""
+    """(−1)^{Σ bits of `qubits`} broadcastable against the [2, ..., 2, batch] view."""
     shape = [1] * (len(layout) + 1)
     sign = torch.ones(shape, dtype=dtype, device=device)
     for axis in _axes(layout, qubits):
@@ -40,7 +41,7 @@ def apply_pauli(state: torch.Tensor, layout: Layout, pauli: Pauli, complex_path:
     phase = _phase(pauli, complex_path)
     if phase is None:
         return None
-    view = state.view(state.shape[0], *([2] * len(layout)))
+    view = qubit_view(state, len(layout))
     if pauli.signs:
         view = view * _sign_tensor(layout, pauli.signs, view.real.dtype, view.device)
     if pauli.flips:
@@ -51,24 +52,24 @@ def apply_pauli(state: torch.Tensor, layout: Layout, pauli: Pauli, complex_path:
 
 def expectations(state: torch.Tensor, layout: Layout, paulis: list[Pauli], complex_path: bool) -> torch.Tensor:
     """[batch, n_observables] real expectation values."""
-    batch = state.shape[0]
     n = len(layout)
+    batch = state.shape[-1]
     real_dtype = state.real.dtype
     out = torch.zeros(batch, len(paulis), dtype=real_dtype, device=state.device)
     probabilities = None
     for i, pauli in enumerate(paulis):
         if pauli.is_diagonal:
             if probabilities is None:
-                probabilities = (state.abs() ** 2 if complex_path else state * state).view(batch, *([2] * n))
+                probabilities = qubit_view(state.abs() ** 2 if complex_path else state * state, n)
             keep = _axes(layout, pauli.z)
-            summed = [a for a in range(1, n + 1) if a not in keep]
+            summed = [a for a in range(n) if a not in keep]
             marginal = probabilities.sum(dim=summed, keepdim=True) if summed else probabilities
             sign = _sign_tensor(layout, pauli.z, real_dtype, state.device)
-            out[:, i] = (marginal * sign).reshape(batch, -1).sum(1)
+            out[:, i] = (marginal * sign).reshape(-1, batch).sum(0)
         else:
             applied = apply_pauli(state, layout, pauli, complex_path)
             if applied is not None:
-                out[:, i] = (state.conj() * applied).real.sum(1) if complex_path else (state * applied).sum(1)
+                out[:, i] = (state.conj() * applied).real.sum(0) if complex_path else (state * applied).sum(0)
     return out
 
 
@@ -76,19 +77,20 @@ def adjoint_seed(
     state: torch.Tensor, layout: Layout, paulis: list[Pauli], grad_out: torch.Tensor, complex_path: bool
 ) -> torch.Tensor:
     """λ = 2 Σ_i g_i O_i ψ: the gradient (PyTorch's convention) of Σ_i g_i <ψ|O_i|ψ> with respect to ψ."""
-    batch = state.shape[0]
     n = len(layout)
+    batch = state.shape[-1]
     real_dtype = state.real.dtype
-    diagonal = torch.zeros([batch] + [1] * n, dtype=real_dtype, device=state.device)
+    diagonal = torch.zeros([1] * n + [batch], dtype=real_dtype, device=state.device)
     seed = torch.zeros_like(state)
     for i, pauli in enumerate(paulis):
-        weight = grad_out[:, i].to(real_dtype).view([batch] + [1] * n)
+        weight = grad_out[:, i].to(real_dtype)
         if pauli.is_diagonal:
-            diagonal = diagonal + weight * _sign_tensor(layout, pauli.z, real_dtype, state.device)
+            diagonal = diagonal + weight.view([1] * n + [batch]) * _sign_tensor(layout, pauli.z, real_dtype,
+                                                                               state.device)
         else:
             applied = apply_pauli(state, layout, pauli, complex_path)
             if applied is not None:
-                seed = seed + weight.view(batch, 1) * applied
+                seed = seed + weight.view(1, batch) * applied
     if any(p.is_diagonal for p in paulis):
-        seed = seed + (state.view(batch, *([2] * n)) * diagonal).reshape(state.shape)
+        seed = seed + (qubit_view(state, n) * diagonal).reshape(state.shape)
     return 2 * seed

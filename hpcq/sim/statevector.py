@@ -134,10 +134,11 @@ class _Engine:
         self.device = device
 
     def initial_state(self, psi0: torch.Tensor | None, rows: slice) -> torch.Tensor:
+        """A [2**n, chunk] state: the given amplitudes, or |0...0>."""
         if psi0 is not None:
-            return psi0[rows]
-        state = torch.zeros(rows.stop - rows.start, 2**self.n, dtype=self.state_dtype, device=self.device)
-        state[:, 0] = 1
+            return psi0[rows].transpose(0, 1).contiguous()
+        state = torch.zeros(2**self.n, rows.stop - rows.start, dtype=self.state_dtype, device=self.device)
+        state[0] = 1
         return state
 
     def forward(self, psi0, matrices, batch):
@@ -169,7 +170,7 @@ class _Engine:
         blocks = self.compiled.blocks
         for chunk_index, final in enumerate(finals):
             start = chunk_index * self.chunk
-            rows = slice(start, start + final.shape[0])
+            rows = slice(start, start + final.shape[-1])
             psi, layout = final, self.final_layout
             lam = adjoint_seed(psi, layout, self.paulis, grad_out[rows], self.complex_path)
             for b in range(len(blocks) - 1, -1, -1):
@@ -189,7 +190,7 @@ class _Engine:
                         grads[b] += grad
                 lam, _ = self._apply(lam, layout, block, chunk_matrix, inverse=True)
             if want_psi0:
-                grads_psi0.append(permute_state(lam, layout, canonical_layout(self.n)))
+                grads_psi0.append(permute_state(lam, layout, canonical_layout(self.n)).transpose(0, 1))
         grad_psi0 = torch.cat(grads_psi0) if want_psi0 else None
         return grad_psi0, grads
 
