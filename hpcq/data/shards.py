@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hpcq.data.atomic import atomic_path
+from hpcq.atomic import atomic_path
 from hpcq.data.sentence_model import resolve_model
 from hpcq.errors import DataError
 

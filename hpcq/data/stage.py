@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from hpcq.data.atomic import atomic_path
+from hpcq.atomic import atomic_path
 from hpcq.data.paths import data_root
 from hpcq.errors import DataError
 

@@ -6,12 +6,12 @@ half-written file, so `--resume` always finds a consistent state.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hpcq.atomic import atomic_path
 from hpcq.errors import DataError
 
 
@@ -23,14 +23,8 @@ def checkpoint_path(result_path: str | Path) -> Path:
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write `state` (tensors, numbers, RNG states, curves) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(Path(path)) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
