@@ -7,6 +7,7 @@ A job killed mid-write (Slurm timeout, `scancel`) leaves no half-written shard o
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,9 +17,15 @@ from pathlib import Path
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path in `path`'s folder; when the block succeeds, rename it to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
+        _fsync(tmp)  # the data must be on disk before the rename makes it visible
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())

@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 
 import hpcq
+from hpcq.atomic import atomic_path
 from hpcq.errors import ConfigError, DataError
 from hpcq.results.env import collect_env
 
@@ -121,11 +122,6 @@ def _write_mapping(group: h5py.Group, mapping: Mapping[str, Any]) -> None:
                 group.create_dataset(key, data=array)
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
 def write_run(
     path: str | os.PathLike,
     *,
@@ -150,26 +146,18 @@ def write_run(
     if clash:
         raise ConfigError(f"extra groups {sorted(clash)} clash with the standard groups; rename them")
     config_json = config_to_json(config)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with h5py.File(tmp, "w") as handle:
-            handle.attrs.create("hpcq_version", hpcq.__version__, dtype=_STR)
-            handle.attrs["schema_version"] = SCHEMA_VERSION
-            handle.attrs.create("run_id", run_id or uuid.uuid4().hex, dtype=_STR)
-            handle.attrs.create("kind", kind, dtype=_STR)
-            created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            handle.attrs.create("created", created, dtype=_STR)
-            handle.create_dataset("config", data=config_json, dtype=_STR)
-            groups = {"metrics": metrics, "final": final, "timing": timing, "energy": energy, "env": collect_env()}
-            for name, content in {**groups, **(extra or {})}.items():
-                _write_mapping(handle.create_group(name), content or {})
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as handle:
+        handle.attrs.create("hpcq_version", hpcq.__version__, dtype=_STR)
+        handle.attrs["schema_version"] = SCHEMA_VERSION
+        handle.attrs.create("run_id", run_id or uuid.uuid4().hex, dtype=_STR)
+        handle.attrs.create("kind", kind, dtype=_STR)
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        handle.attrs.create("created", created, dtype=_STR)
+        handle.create_dataset("config", data=config_json, dtype=_STR)
+        groups = {"metrics": metrics, "final": final, "timing": timing, "energy": energy, "env": collect_env()}
+        for name, content in {**groups, **(extra or {})}.items():
+            _write_mapping(handle.create_group(name), content or {})
+    return Path(path)
 
 
 def _plain(value: Any) -> Any:
