@@ -359,8 +359,6 @@ def study_targets():
 
 
 def study_summary():
-    """Where to look once the study is complete."""
-    if config["report"]:
-        pages = sorted(Path(REPORT_DIR).glob("*.html"))
-        return f"report: {pages[0] if pages else REPORT_DIR + '/'}"
-    return f"aggregated table: {RESULTS}/aggregate/"
+    """Where to look once the workflow has finished: the report page if there is one, else the results."""
+    pages = sorted(Path(REPORT_DIR).glob("*.html"))
+    return f"report: {pages[0]}" if pages else f"results in {RESULTS}/"

@@ -1,4 +1,5 @@
-# The GPU-vs-QPU energy model, fitted from the study's measured runs (after aggregation).
+# The GPU-vs-QPU energy model. With scaling runs in the study, the GPU side is fitted from their measured
+# time and energy per gate pass; without, from hpcq's roofline.
 
 
 if "energy" in config:
@@ -8,12 +9,13 @@ if "energy" in config:
 
     rule energy:
         input:
-            rules.aggregate.output,
+            [SCALING_PATTERN.format(name=name) for name in SCALING],
         output:
             directory(f"{RESULTS}/energy"),
         log:
             f"{LOGS}/energy.log",
         params:
             config=f"--config {shlex.quote(config['energy']['config'])}" if config["energy"]["config"] else "",
+            results=lambda wildcards, input: f"--results {shlex.quote(str(Path(input[0]).parent))}" if input else "",
         shell:
-            hpcq() + " energy {params.config} --out {output:q} > {log:q} 2>&1"
+            hpcq() + " energy {params.config} {params.results} --out {output:q} > {log:q} 2>&1"

@@ -1,4 +1,5 @@
 # Stage data sets on the login node: compute nodes usually cannot reach the source (or the internet).
+# hpcq verifies every file's sha256 and renames each copy into place, so a staged file is whole.
 
 
 if DATA_SOURCE:
@@ -14,6 +15,8 @@ if DATA_SOURCE:
         wildcard_constraints:
             dataset="|".join(map(re.escape, DATA["datasets"])),
         params:
-            source=lambda wildcards: f"{DATA_SOURCE}/{wildcards.dataset}",
+            source=DATA_SOURCE,
+            root=lambda wildcards, output: Path(output[0]).parent,
         shell:
-            hpcq() + " stage --source {params.source:q} --dest {output:q} > {log:q} 2>&1"
+            hpcq() + " stage --source {params.source:q} --dest {params.root:q} --dataset {wildcards.dataset}"
+            " > {log:q} 2>&1"

@@ -1,0 +1,165 @@
+"""The study workflow without Slurm: lint, dry runs of every shipped study, run-grid expansion, and bad study
+files rejected before any job runs, naming the key."""
+
+from __future__ import annotations
+
+import math
+import shlex
+from pathlib import Path
+
+import pytest
+from workflow_support import (
+    REPO,
+    STUDIES,
+    absolute_run_configs,
+    job_counts,
+    load_study,
+    shared_data,
+    snakemake,
+    write_study,
+)
+
+HEAD_SCHEMA = REPO / "hpcq" / "train" / "schemas" / "head.schema.yaml"
+needs_head_schema = pytest.mark.skipif(
+    not HEAD_SCHEMA.is_file(), reason=f"{HEAD_SCHEMA.relative_to(REPO)} (hpcq's run-config schema) not written yet"
+)
+
+
+def expected_jobs(study: dict) -> dict[str, int]:
+    """Job counts a study must produce, worked out from the study file alone."""
+    runs = {
+        family: sum(math.prod(map(len, e.get("grid", {}).values())) * len(e["seeds"]) for e in study.get(family, []))
+        for family in ("quantum_heads", "classical_heads")
+    }
+    adapters = study.get("adapters", [])
+    for mpi, rule in ((False, "adapters"), (True, "adapters_mpi")):
+        chosen = [e for e in adapters if (e.get("ranks", 1) > 1) == mpi]
+        runs[rule] = sum(math.prod(map(len, e.get("grid", {}).values())) * len(e["seeds"]) for e in chosen)
+    heads = study.get("quantum_heads", []) + study.get("classical_heads", [])
+    runs["embed"] = len({(e["embeddings"]["dataset"], e["embeddings"].get("model", "packaged")) for e in heads})
+    runs["tokenize"] = len({(e["tokens"]["task"], e["tokens"].get("model", "packaged")) for e in adapters if "tokens" in e})
+    data = study.get("data", {})
+    runs["stage"] = len(data.get("datasets", [])) if data.get("source") else 0
+    scaling = study.get("scaling", [])
+    runs["scaling"] = sum(max(s["ranks"]) == 1 for s in scaling)
+    runs["scaling_mpi"] = sum(max(s["ranks"]) > 1 for s in scaling)
+    runs["aggregate"] = 1
+    runs["energy"] = int("energy" in study)
+    runs["report"] = int(study.get("report", True))
+    runs["all"] = 1
+    return {rule: count for rule, count in runs.items() if count}
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda path: path.stem)
+def test_lint_is_clean(study: Path) -> None:
+    result = snakemake(REPO, "--lint", "--configfile", str(study))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda path: path.stem)
+def test_dry_run_of_every_study(study: Path) -> None:
+    # --forceall: count every job of the study, whatever outputs earlier runs left in the checkout.
+    result = snakemake(REPO, "-n", "--forceall", "--configfile", str(study), timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert job_counts(result.stdout) == expected_jobs(load_study(study.stem))
+
+
+def test_default_study_is_smoke() -> None:
+    result = snakemake(REPO, "-n", "--forceall")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert job_counts(result.stdout) == expected_jobs(load_study("smoke"))
+
+
+def scaling_only(tmp_path: Path) -> dict:
+    """A valid study that needs no run config: stage a data set, one scaling entry."""
+    return {
+        "study": "reject",
+        "data": {"source": str(shared_data()), "root": str(tmp_path / "data"), "datasets": ["sst2-sentences"]},
+        "scaling": [{"name": "small", "qubits": "4..6", "ranks": [1, 2], "backend": "distributed"}],
+    }
+
+
+def set_key(study: dict, dotted: str, value) -> dict:
+    """Assign study[a][b]... for a dotted path whose integer parts index lists."""
+    *parents, last = [int(p) if p.isdigit() else p for p in dotted.split(".")]
+    node = study
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return study
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("scaling.0.backend", "quantum-annealer", "scaling[0].backend"),
+        ("scaling.0.qubits", "0..4", "scaling[0].qubits"),
+        ("scaling.0.ranks", [0, 2], "scaling[0].ranks[0]"),
+        ("data.source", "/nonexistent/hpcq-data", "data.source"),
+        ("data.datasets", ["sst2-sentences", "imdb"], "data.datasets[1]"),
+        ("data.root", "/nonexistent/hpcq-root", "data.root"),
+    ],
+)
+def test_bad_study_value_rejected_before_any_job(tmp_path: Path, key: str, value, named: str) -> None:
+    study = scaling_only(tmp_path)
+    if key == "data.root":
+        study["data"]["source"] = None  # data sets are then read from data.root, which must exist
+    study = set_key(study, key, value)
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(write_study(tmp_path, study)))
+    assert result.returncode != 0
+    assert f"study config: {named}:" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+
+
+def head_study(tmp_path: Path, grid: dict, set_: dict | None = None) -> dict:
+    """One quantum-head experiment over a minimal run config, embeddings of the shared data."""
+    run_config = tmp_path / "head.yaml"
+    run_config.write_text("task: head\n")
+    experiment = {
+        "name": "grid",
+        "config": str(run_config),
+        "embeddings": {"dataset": "sst2-sentences"},
+        "seeds": [0, 1],
+        "set": set_ or {},
+        "grid": grid,
+    }
+    study = scaling_only(tmp_path)
+    study.update(quantum_heads=[experiment], scaling=[])
+    return study
+
+
+@needs_head_schema
+@pytest.mark.parametrize(
+    ("set_", "grid", "named"),
+    [
+        ({}, {"model.n_qubits": [4, 0]}, "model.n_qubits"),
+        ({"model.backend": "quantum-annealer"}, {"model.n_qubits": [4]}, "model.backend"),
+    ],
+)
+def test_bad_run_value_rejected_naming_the_key(tmp_path: Path, set_: dict, grid: dict, named: str) -> None:
+    study = head_study(tmp_path, grid, set_)
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(write_study(tmp_path, study)))
+    assert result.returncode != 0
+    assert "study config: quantum_heads[0]" in result.stderr and named in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+
+
+@needs_head_schema
+def test_grid_expands_to_one_train_run_per_point_and_seed(tmp_path: Path) -> None:
+    study = head_study(tmp_path, {"model.n_qubits": [4, 6], "train.lr": [0.1, 0.01]}, {"model.layers": 1})
+    result = snakemake(tmp_path, "-n", "-p", "--configfile", str(write_study(tmp_path, study)))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    commands = [line for line in result.stdout.splitlines() if " hpcq train " in line]
+    points = set()
+    for command in commands:
+        words = shlex.split(command.split("; ", 1)[1])
+        overrides = dict(words[i + 1].split("=", 1) for i, word in enumerate(words) if word == "--set")
+        assert overrides["model.layers"] == "1" and "--resume" in words
+        assert overrides["data.embeddings_dir"].endswith("embeddings/sst2-sentences/packaged")
+        point = (overrides["model.n_qubits"], overrides["train.lr"], overrides["seed"])
+        out = words[words.index("--out") + 1]
+        assert out.endswith(f"n_qubits-{point[0]}_lr-{point[1]}_seed-{point[2]}.h5")
+        points.add(point)
+    assert len(commands) == len(points) == 8
+    assert points == {(q, lr, s) for q in ("4", "6") for lr in ("0.1", "0.01") for s in ("0", "1")}
