@@ -1,0 +1,134 @@
+"""`QuantaLinear`: an `nn.Linear` with a QuanTA update, W_eff = W0 + T(θ) − T(θ0).
+
+T(θ) is the chain of two-axis gates (`contraction.py`); θ0 is a frozen persistent copy of the initial gates
+(buffers `quanta_frozen_<low>_<high>`, saved with the adapter), so the update is zero at the start without any
+zero-initialised gate. The base weight is never modified outside `merge()`/`unmerge()` (unlike the official
+code, which subtracts T(θ0) from W in place on the first forward): the dense T(θ0) is cached and subtracted
+from W0 on the fly, one D×D elementwise operation per forward, so a step costs one gate chain, not two.
+
+Layers whose input and output sizes differ are handled as the official code does (its Appendix B): the gates
+act on D = max(in, out) = ∏ axes, the input is zero-padded to D and the output cropped to `out_features`.
+Separate output axes would save parameters on such layers but were never part of the released method, so this
+keeps QuanTA's parameter count and results comparable to the paper's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hpcq.adapters.quanta.axes import check_axes, gate_pairs, parameter_count
+from hpcq.adapters.quanta.contraction import apply_gates, contraction_plan
+from hpcq.adapters.quanta.einsum import dense_operator
+from hpcq.errors import ConfigError
+
+
+def require_linear(module: nn.Module, name: str) -> None:
+    """ConfigError unless `module` is an nn.Linear (the only layer type QuanTA adapts)."""
+    if not isinstance(module, nn.Linear):
+        raise ConfigError(
+            f"module {name!r} is a {type(module).__name__}, not an nn.Linear; QuanTA adapts linear layers only, "
+            f"so leave it out of target_modules"
+        )
+
+
+def _pair_key(pair: tuple[int, int]) -> str:
+    return f"{pair[0]}_{pair[1]}"
+
+
+class QuantaLinear(nn.Module):
+    """Wraps `base_layer` (kept as is, frozen) and adds the QuanTA update on the `axes` factorisation."""
+
+    def __init__(self, base_layer: nn.Linear, axes: tuple[int, ...], dropout: float = 0.0, name: str = "layer"):
+        super().__init__()
+        require_linear(base_layer, name)
+        self.base_layer = base_layer
+        self.in_features = base_layer.in_features
+        self.out_features = base_layer.out_features
+        self.axes = tuple(int(a) for a in axes)
+        check_axes(self.axes, self.in_features, self.out_features, name)
+        self.dim = math.prod(self.axes)
+        self.quanta_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+        self._plan = contraction_plan(self.axes)
+        self._frozen_cache: tuple[tuple, torch.Tensor] | None = None
+        weight = base_layer.weight
+        self.quanta_gates = nn.ParameterDict()
+        for low, high in gate_pairs(len(self.axes)):
+            shape = (self.axes[low], self.axes[high], self.axes[low], self.axes[high])
+            gate = torch.empty(shape, device=weight.device, dtype=torch.float32)
+            # nn.Linear's default init on the gate as a (d_low d_high)² matrix, as the official code does.
+            nn.init.kaiming_uniform_(gate.view(shape[0] * shape[1], -1), a=math.sqrt(5))
+            self.quanta_gates[_pair_key((low, high))] = nn.Parameter(gate)
+            self.register_buffer(f"quanta_frozen_{_pair_key((low, high))}", gate.detach().clone(), persistent=True)
+
+    @property
+    def frozen_gates(self) -> list[torch.Tensor]:
+        """θ0, in the official gate order."""
+        return [getattr(self, f"quanta_frozen_{key}") for key in self.quanta_gates]
+
+    @property
+    def n_parameters(self) -> int:
+        """Trainable parameters: Σ_{m<n} (d_m d_n)²."""
+        return parameter_count(self.axes)
+
+    def _crop(self, dense: torch.Tensor) -> torch.Tensor:
+        return dense[: self.out_features, : self.in_features]
+
+    def _frozen_dense(self) -> torch.Tensor:
+        """T(θ0) cropped to out×in, float32; recomputed only when θ0 changes (e.g. after loading an adapter)."""
+        frozen = self.frozen_gates
+        key = tuple((g.data_ptr(), g._version, g.device) for g in frozen)
+        if self._frozen_cache is None or self._frozen_cache[0] != key:
+            with torch.no_grad():
+                self._frozen_cache = (key, self._crop(dense_operator(frozen, self.axes)).contiguous())
+        return self._frozen_cache[1]
+
+    def delta_weight(self) -> torch.Tensor:
+        """ΔW = T(θ) − T(θ0) as an out×in float32 matrix (differentiable in θ)."""
+        return self._crop(dense_operator(list(self.quanta_gates.values()), self.axes)) - self._frozen_dense()
+
+    def _update(self, x: torch.Tensor) -> torch.Tensor:
+        """T(θ)·pad(x), cropped to the output size, for x [..., in_features]."""
+        rows = x.reshape(-1, self.in_features)
+        if self.dim > self.in_features:
+            rows = F.pad(rows, (0, self.dim - self.in_features))
+        out = apply_gates(rows, list(self.quanta_gates.values()), self._plan)
+        return out[:, : self.out_features].reshape(*x.shape[:-1], self.out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return self.base_layer(x)
+        weight, bias = self.base_layer.weight, self.base_layer.bias
+        frozen = self._frozen_dense().to(weight.dtype)
+        if not (self.training and isinstance(self.quanta_dropout, nn.Dropout)):
+            # One GEMM with (W0 − T(θ0)) and one gate chain: what the official code computes, without touching W0.
+            return F.linear(x, weight - frozen, bias) + self._update(x)
+        # With dropout, the update sees the dropped input: (T(θ) − T(θ0))·dropout(x), as LoRA does.
+        dropped = self.quanta_dropout(x)
+        return F.linear(x, weight, bias) + self._update(dropped) - F.linear(dropped, frozen)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """W ← W0 + ΔW (computed in float32, then cast); the layer then runs as a plain nn.Linear."""
+        if self.merged:
+            return
+        weight = self.base_layer.weight
+        weight.copy_((weight.float() + self.delta_weight()).to(weight.dtype))
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """W ← W − ΔW, restoring W0 up to rounding."""
+        if not self.merged:
+            return
+        weight = self.base_layer.weight
+        weight.copy_((weight.float() - self.delta_weight()).to(weight.dtype))
+        self.merged = False
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, axes={self.axes}, "
+                f"parameters={self.n_parameters}, merged={self.merged}")

@@ -1,0 +1,147 @@
+"""QuanTA on single layers: the official gate order and einsum strings, the fast contraction against them,
+the parameter count, the rank of the update (against LoRA), gradients against finite differences, merge."""
+
+import itertools
+import math
+
+import opt_einsum
+import pytest
+import torch
+from torch import nn
+
+from hpcq.adapters.quanta import QuantaLinear, choose_axes, gate_pairs, parameter_count
+from hpcq.adapters.quanta.contraction import apply_gates, contraction_plan
+from hpcq.adapters.quanta.einsum import dense_operator, merge_expression_string, train_expression_string
+from hpcq.errors import ConfigError
+
+
+def random_gates(axes, dtype=torch.float64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(axes[a], axes[b], axes[a], axes[b], dtype=dtype, generator=generator) / (axes[a] * axes[b]) ** 0.5
+            for a, b in gate_pairs(len(axes))]
+
+
+def perturb(layer: QuantaLinear, scale: float, seed: int = 1) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for gate in layer.quanta_gates.values():
+            gate.add_(scale * torch.randn(gate.shape, generator=generator, dtype=gate.dtype))
+
+
+def test_gate_order_is_the_official_one():
+    # positive-index form of combinations(range(-1, -5, -1), 2): (3,2), (3,1), (3,0), (2,1), (2,0), (1,0)
+    assert gate_pairs(4) == ((2, 3), (1, 3), (0, 3), (1, 2), (0, 2), (0, 1))
+    assert len(gate_pairs(5)) == 10
+
+
+def test_einsum_strings_are_the_official_ones():
+    assert train_expression_string(3) == "...abc,efbc,diaf,ghde->...ghi"
+    assert train_expression_string(4) == "...abcd,ghcd,flbh,epal,jkfg,ioek,mnij->...mnop"
+    assert train_expression_string(5) == "...abcde,ijde,hocj,gtbo,fyat,mnhi,lsgn,kxfs,qrlm,pwkr,uvpq->...uvwxy"
+    assert merge_expression_string(3) == "efbc,diaf,ghde->ghiabc"
+    assert merge_expression_string(4) == "ghcd,flbh,epal,jkfg,ioek,mnij->mnopabcd"
+
+
+@pytest.mark.parametrize("axes", [(4, 2, 3), (2, 3, 2, 2), (3, 2, 2, 2, 2), (2,) * 7, (5, 3)])
+def test_fast_contraction_equals_official_train_einsum_and_merge_einsum(axes):
+    gates = random_gates(axes)
+    x = torch.randn(7, math.prod(axes), dtype=torch.float64)
+    official = opt_einsum.contract(train_expression_string(len(axes)), x.reshape(-1, *axes), *gates,
+                                   backend="torch").reshape(x.shape)
+    fast = apply_gates(x, gates, contraction_plan(axes))
+    merged = x @ dense_operator(gates, axes).T
+    torch.testing.assert_close(fast, official, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fast, merged, rtol=1e-12, atol=1e-12)
+
+
+def test_plan_needs_fewer_activation_copies_than_gates():
+    # moving each pair to the innermost position would copy once per gate plus once at the end
+    assert contraction_plan((8, 8, 6)).copies == 2
+    assert contraction_plan((4, 4, 4, 6)).copies == 3
+    assert contraction_plan((2, 2, 2, 2, 2)).copies == 5
+
+
+def test_parameter_count_is_sum_over_pairs():
+    for axes in [(4, 4, 4), (16, 8, 8, 4), (8, 8, 6), (4, 4, 4, 4, 4, 4)]:
+        expected = sum((axes[m] * axes[n]) ** 2 for m, n in itertools.combinations(range(len(axes)), 2))
+        layer = QuantaLinear(nn.Linear(math.prod(axes), math.prod(axes)), axes)
+        trainable = sum(p.numel() for p in layer.parameters() if p.requires_grad) - layer.base_layer.weight.numel() \
+            - layer.base_layer.bias.numel()
+        assert parameter_count(axes) == layer.n_parameters == trainable == expected
+    assert parameter_count((16, 8, 8, 4)) == 43_008  # the official LLaMA configuration
+
+
+def test_update_is_full_rank_where_lora_with_more_parameters_is_not():
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    axes = (4, 4, 4)
+    layer = QuantaLinear(nn.Linear(64, 64).double(), axes)
+    layer.double()
+    perturb(layer, 0.1)
+    quanta_rank = torch.linalg.matrix_rank(layer.delta_weight().double()).item()
+
+    rank = math.ceil(parameter_count(axes) / (64 + 64))  # smallest LoRA rank with at least as many parameters
+    holder = nn.Sequential()
+    holder.add_module("proj", nn.Linear(64, 64).double())
+    original = holder.proj.weight.detach().clone()
+    lora = get_peft_model(holder, LoraConfig(r=rank, target_modules=["proj"], init_lora_weights=False))
+    lora_parameters = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    merged = lora.merge_and_unload().proj.weight.detach()
+    lora_rank = torch.linalg.matrix_rank(merged - original).item()
+
+    assert lora_parameters >= parameter_count(axes) == 768
+    assert quanta_rank == 64
+    assert lora_rank <= rank
+
+
+@pytest.mark.parametrize("in_features,out_features,axes", [(12, 12, (2, 3, 2)), (12, 8, (3, 2, 2)), (8, 12, (2, 2, 3))])
+def test_gradients_match_finite_differences(in_features, out_features, axes):
+    torch.manual_seed(0)
+    layer = QuantaLinear(nn.Linear(in_features, out_features).double(), axes).double()
+    perturb(layer, 0.3)
+    x = torch.randn(3, in_features, dtype=torch.float64, requires_grad=True)
+    names = [f"quanta_gates.{key}" for key in layer.quanta_gates]
+
+    def forward(x, *gate_values):
+        return torch.func.functional_call(layer, dict(zip(names, gate_values)), (x,))
+
+    inputs = (x, *[g.detach().clone().requires_grad_() for g in layer.quanta_gates.values()])
+    assert torch.autograd.gradcheck(forward, inputs, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("in_features,out_features,axes", [(64, 64, (4, 4, 4)), (48, 32, (4, 4, 3)), (32, 48, (4, 3, 4))])
+def test_init_equals_base_and_merge_round_trips(in_features, out_features, axes):
+    torch.manual_seed(0)
+    base = nn.Linear(in_features, out_features)
+    original = base.weight.detach().clone()
+    layer = QuantaLinear(base, axes, dropout=0.1)
+    x = torch.randn(5, 9, in_features)
+    expected = torch.nn.functional.linear(x, original, base.bias)
+    layer.eval()
+    assert (layer(x) - expected).abs().max() < 1e-6
+    layer.train()  # with dropout active the update is (T(θ) − T(θ0))·dropout(x), still zero at init
+    assert (layer(x) - expected).abs().max() < 1e-6
+
+    perturb(layer, 0.05)
+    layer.eval()
+    unmerged = layer(x)
+    assert (unmerged - expected).abs().max() > 1e-3  # the perturbation does change the layer
+    layer.merge()
+    assert (layer(x) - unmerged).abs().max() < 1e-5
+    layer.unmerge()
+    assert (layer.base_layer.weight - original).abs().max() < 1e-6
+
+
+def test_balanced_axes():
+    assert choose_axes(4096, 4) == (8, 8, 8, 8)
+    assert choose_axes(384, 3) == (8, 8, 6)
+    assert choose_axes(384, 4) == (6, 4, 4, 4)
+    assert math.prod(choose_axes(3072, 4)) == 3072
+    with pytest.raises(ConfigError, match="4099 cannot be split into 3 axes"):
+        choose_axes(4099, 3)
+
+
+def test_axes_whose_product_is_not_the_dimension_are_refused():
+    with pytest.raises(ConfigError, match=r"axes \(4, 4, 4\) multiply to 64, but module 'proj' is 96→96.*product is 96"):
+        QuantaLinear(nn.Linear(96, 96), (4, 4, 4), name="proj")
