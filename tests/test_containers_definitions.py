@@ -7,6 +7,7 @@ after the project (pip would then pull the default CUDA torch), or a %test that 
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import subprocess
@@ -106,9 +107,15 @@ def test_installs_torch_first_then_the_project_with_existing_extras(definition: 
     assert wanted and wanted <= extras, f"extras not in pyproject.toml: {wanted - extras}"
 
 
+@functools.cache
+def run_script(script: str) -> subprocess.CompletedProcess:
+    """Run a shell script once per distinct text (both images share their %test)."""
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda path: path.stem)
 def test_test_section_is_a_working_hpcq_command(definition: Path) -> None:
     """The image's %test, run with this machine's hpcq: it must be a valid invocation that exits 0."""
     _, sections = parse_definition(definition)
-    result = subprocess.run(["bash", "-c", "\n".join(sections["test"])], capture_output=True, text=True, timeout=120)
+    result = run_script("\n".join(sections["test"]))
     assert result.returncode == 0, result.stdout + result.stderr

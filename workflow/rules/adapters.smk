@@ -18,7 +18,7 @@ for mpi in (False, True):
             experiment=adapter_names(mpi),
         params:
             overrides=train_overrides,
-        threads: experiment_threads
+        threads: per_wildcard_threads(experiment_spec, adapter_ranks if mpi else None)
         resources:
             **per_wildcard_resources(experiment_spec, tasks_of=adapter_ranks if mpi else None, nodes=True),
         shell:

@@ -248,10 +248,6 @@ def experiment_spec(wildcards):
     return EXPERIMENTS[wildcards.family][wildcards.experiment].spec
 
 
-def experiment_threads(wildcards):
-    return experiment_spec(wildcards)["threads"]
-
-
 def train_inputs(wildcards):
     """Run config plus the embeddings or token shards the run reads (the staged data, for joint runs)."""
     spec = experiment_spec(wildcards)
@@ -305,8 +301,9 @@ def hpcq(mpi=False):
     The container prefix comes after the launcher so that each rank starts its own container (the hybrid
     MPI model Cray systems need); `{resources.mpi}` is the launcher a site profile sets per rule."""
     launch = "{resources.mpi} -n {resources.tasks} " if mpi else ""
+    per_rank = "{resources.cpus_per_task}" if mpi else "{threads}"
     in_image = f"{CONTAINER_EXEC} " if CONTAINER_EXEC else ""
-    return f"export HPCQ_DATA={shlex.quote(DATA_ROOT)} OMP_NUM_THREADS={{threads}}; {launch}{in_image}hpcq"
+    return f"export HPCQ_DATA={shlex.quote(DATA_ROOT)} OMP_NUM_THREADS={per_rank}; {launch}{in_image}hpcq"
 
 
 def train_command(mpi=False):
@@ -323,8 +320,14 @@ def job_resources(section, tasks=1):
     resources = {"runtime": lambda wildcards, attempt: section["runtime"] * attempt}
     if tasks > 1:
         # The `mpi` resource marks an MPI job for the Slurm plugin; site profiles set their launcher.
-        resources.update(tasks=tasks, mpi=LOCAL_MPI_LAUNCHER)
+        resources.update(tasks=tasks, mpi=LOCAL_MPI_LAUNCHER, cpus_per_task=section["threads"])
     return resources
+
+
+def job_threads(section, tasks=1):
+    """Cores a job occupies: all its ranks' threads. Slurm's --cpus-per-task comes from the cpus_per_task
+    resource of MPI jobs instead, so the local scheduler and Slurm both count the cores right."""
+    return section["threads"] * tasks
 
 
 def per_wildcard_resources(section_of, tasks_of=None, nodes=False):
@@ -335,8 +338,15 @@ def per_wildcard_resources(section_of, tasks_of=None, nodes=False):
     if nodes:
         resources["nodes"] = lambda wildcards: section_of(wildcards).get("nodes", 1)
     if tasks_of:
-        resources.update(tasks=tasks_of, mpi=LOCAL_MPI_LAUNCHER)
+        resources.update(
+            tasks=tasks_of, mpi=LOCAL_MPI_LAUNCHER, cpus_per_task=lambda wildcards: section_of(wildcards)["threads"]
+        )
     return resources
+
+
+def per_wildcard_threads(section_of, tasks_of=None):
+    """Like job_threads, for rules whose study section follows the wildcards."""
+    return lambda wildcards: section_of(wildcards)["threads"] * (tasks_of(wildcards) if tasks_of else 1)
 
 
 # ------------------------------------------------------------------------------------------------- targets

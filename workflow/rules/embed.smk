@@ -10,7 +10,7 @@ rule embed:
         f"{LOGS}/embed/{{dataset}}/{{model}}.log",
     params:
         model=lambda wildcards: MODELS[wildcards.model],
-    threads: config["embed"]["threads"]
+    threads: job_threads(config["embed"], tasks=config["embed"]["ranks"])
     resources:
         **job_resources(config["embed"], tasks=config["embed"]["ranks"]),
     shell:

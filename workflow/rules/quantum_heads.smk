@@ -14,7 +14,7 @@ rule quantum_heads:
         overrides=train_overrides,
     group:
         "heads"
-    threads: experiment_threads
+    threads: per_wildcard_threads(experiment_spec)
     resources:
         **per_wildcard_resources(experiment_spec),
     shell:

@@ -16,7 +16,7 @@ for mpi in (False, True):
             qubits=lambda wildcards: scaling_spec(wildcards)["qubits"],
             ranks=lambda wildcards: ",".join(map(str, scaling_spec(wildcards)["ranks"])),
             backend=lambda wildcards: scaling_spec(wildcards)["backend"],
-        threads: lambda wildcards: scaling_spec(wildcards)["threads"]
+        threads: per_wildcard_threads(scaling_spec, scaling_tasks if mpi else None)
         resources:
             **per_wildcard_resources(scaling_spec, tasks_of=scaling_tasks if mpi else None, nodes=True),
         shell:

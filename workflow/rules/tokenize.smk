@@ -10,7 +10,7 @@ rule tokenize:
         f"{LOGS}/tokenize/{{task}}/{{model}}.log",
     params:
         model=lambda wildcards: MODELS[wildcards.model],
-    threads: config["tokenize"]["threads"]
+    threads: job_threads(config["tokenize"])
     resources:
         **job_resources(config["tokenize"]),
     shell:
