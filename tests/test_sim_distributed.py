@@ -1,0 +1,169 @@
+"""The distributed backend under real `mpiexec` (2, 4, 8 ranks) against the statevector backend, its placement
+plan, its one-rank degenerate case, and the memory plan that stops oversized runs before allocating."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from circuit_factory import random_circuit, random_paulis
+from hpcq.circuits import encoder_circuit, reuploading_ansatz
+from hpcq.errors import ConfigError, ResourceError
+from hpcq.sim import expectation
+from hpcq.sim.distributed import CommStats
+from hpcq.sim.distributed.placement import Apply, Exchange, Measure, plan_placement
+from hpcq.sim.plan import plan_memory, require_fit
+
+TESTS = Path(__file__).parent
+
+# Every rank runs the same cases; rank 0 computes the statevector reference and broadcasts it.
+MPI_SCRIPT = r"""
+import json, sys
+import torch
+from mpi4py import MPI
+sys.path.insert(0, sys.argv[1])
+from circuit_factory import random_circuit, random_paulis
+from hpcq.circuits import encoder_circuit, reuploading_ansatz
+from hpcq.sim import expectation
+from hpcq.sim.distributed import CommStats
+
+comm = MPI.COMM_WORLD
+n_global = comm.size.bit_length() - 1
+cases = {
+    "random10": (random_circuit(10, 60, 6, 3, seed=10), 3),
+    "random14-real": (random_circuit(14, 80, 6, 2, seed=19, names=("ry", "h", "x", "z", "cnot", "cz")), 2),
+    "ansatz20": (reuploading_ansatz(20, 1, 1, 1), 1),
+    "encoder12": (encoder_circuit(n_features=3000, n_qubits=12, layers=1, connectivity=2), 2),
+}
+for name, (circuit, batch) in cases.items():
+    n = circuit.n_qubits
+    top = [q for q in range(n - n_global, n)]
+    assert any(set(g.qubits) & set(top) for g in circuit.gates), "the case must act on global qubits"
+    labels = random_paulis(n, 3, seed=n) + ["I" * (n - 1) + "Z", "Z" + "I" * (n - 1)]
+    generator = torch.Generator().manual_seed(n)
+    weights = torch.randn(circuit.n_weights, dtype=torch.float64, generator=generator).requires_grad_()
+    features = torch.randn(batch, circuit.n_features, dtype=torch.float64, generator=generator).requires_grad_()
+    upstream = torch.randn(batch, len(labels), dtype=torch.float64, generator=generator)
+
+    def run(backend, **options):
+        values = expectation(circuit, weights, features, labels, backend=backend, **options)
+        grads = torch.autograd.grad((values * upstream).sum(), (weights, features))
+        return values.detach(), grads[0], grads[1]
+
+    stats = CommStats()
+    ours = run("distributed", stats=stats)
+    reference = comm.bcast(run("statevector") if comm.rank == 0 else None, root=0)
+    errors = [float((a - b).abs().max()) for a, b in zip(ours, reference)]
+    print(json.dumps({"rank": comm.rank, "case": name, "errors": errors, "exchanges": stats.exchanges,
+                      "bytes": stats.bytes_sent, "scale": float(reference[1].abs().max())}), flush=True)
+"""
+
+
+def mpiexec(ranks: int) -> list[str]:
+    root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    return ["mpiexec", "-n", str(ranks), "--oversubscribe", *root]
+
+
+def mpi_env() -> dict[str, str]:
+    """Open MPI 5 as root in a container: allow root, and keep ranks from busy-polling shared cores."""
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_mpi_yield_when_idle="1", OMP_NUM_THREADS="1")
+    env.pop("OMPI_COMM_WORLD_SIZE", None)
+    return env
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [2, 4, 8])
+def test_distributed_equals_statevector_under_mpiexec(ranks):
+    done = subprocess.run([*mpiexec(ranks), sys.executable, "-c", MPI_SCRIPT, str(TESTS)], capture_output=True,
+                          text=True, timeout=300, env=mpi_env())
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert sorted({r["rank"] for r in rows}) == list(range(ranks))
+    assert len(rows) == 4 * ranks
+    for row in rows:
+        value_error, weight_error, feature_error = row["errors"]
+        assert value_error < 1e-6, row
+        assert weight_error < 1e-6 and feature_error < 1e-6, row
+        assert row["scale"] > 1e-3  # the gradients compared are not trivially zero
+        assert row["exchanges"] > 0 and row["bytes"] > 0, row  # global qubits really moved between ranks
+
+
+def test_one_rank_without_mpi_equals_statevector():
+    circuit = random_circuit(9, 80, 5, 3, seed=3)
+    labels = random_paulis(9, 4, seed=3)
+    weights = torch.randn(circuit.n_weights, dtype=torch.float64, requires_grad=True)
+    features = torch.randn(2, circuit.n_features, dtype=torch.float64)
+    ours = expectation(circuit, weights, features, labels, backend="distributed")
+    reference = expectation(circuit, weights, features, labels)
+    assert torch.allclose(ours, reference, atol=1e-12)
+    ours_grad, = torch.autograd.grad(ours.sum(), weights)
+    reference_grad, = torch.autograd.grad(reference.sum(), weights)
+    assert torch.allclose(ours_grad, reference_grad, atol=1e-12)
+
+
+def test_placement_makes_every_block_local_and_batches_swaps():
+    ansatz = reuploading_ansatz(12, 2, 3, 2)
+    from hpcq.sim.statevector import compile_circuit
+
+    blocks = [b.qubits for b in compile_circuit(ansatz, 4).blocks]
+    n_global = 3
+    plan = plan_placement(blocks, 12, n_global, [(0, 11)])
+    held = list(plan.initial_global)
+    for step in plan.steps:
+        if isinstance(step, Exchange):
+            assert not set(step.local_qubits) & set(held)
+            for position, qubit in zip(step.positions, step.local_qubits):
+                held[position] = qubit
+        else:
+            qubits = blocks[step.block] if isinstance(step, Apply) else (0, 11)
+            assert not set(qubits) & set(held), (step, held)
+    assert isinstance(plan.steps[-1], Measure)
+    touching = sum(1 for i, b in enumerate(blocks) if i and set(b) - set(blocks[i - 1]))
+    assert 0 < len(plan.exchanges) < touching
+    assert max(e.bits for e in plan.exchanges) > 1  # several global qubits travel in one exchange
+
+
+def test_memory_plan_counts_state_workspace_and_swap_buffer():
+    plan = plan_memory(30, ranks=4, ranks_per_node=2, amplitude_bytes=8, gradient=True, runtime_bytes=0)
+    local = 8 * 2**28
+    assert (plan.state_bytes, plan.workspace_bytes, plan.swap_bytes) == (2 * local, local, 64 * 2**20)
+    assert plan.per_node_bytes == 2 * plan.per_rank_bytes and plan.nodes == 2
+
+
+def test_too_large_run_names_the_rank_and_node_count_that_fits():
+    plan = plan_memory(34, ranks=1, ranks_per_node=4, amplitude_bytes=16)
+    with pytest.raises(ResourceError, match=r"at least 16 ranks on 4 node\(s\) at 4 ranks per node"):
+        require_fit(plan, memory_per_rank=64 * 2**30, memory_per_node=None)
+    # node memory is shared: on one 24 GiB node no rank count fits 30 qubits, more nodes do
+    plan = plan_memory(30, ranks=2, ranks_per_node=2, amplitude_bytes=16)
+    with pytest.raises(ResourceError, match=r"at least 4 ranks on 2 node\(s\)"):
+        require_fit(plan, memory_per_rank=None, memory_per_node=24 * 2**30)
+
+
+def test_distributed_stops_before_allocating_an_oversized_state():
+    circuit = reuploading_ansatz(36, 1, 1, 1)
+    weights = torch.zeros(circuit.n_weights, dtype=torch.float64)
+    features = torch.zeros(1, circuit.n_features, dtype=torch.float64)
+    with pytest.raises(ResourceError, match=r"36-qubit state .* Fix: use at least \d+ ranks on \d+ node"):
+        expectation(circuit, weights, features, backend="distributed")
+
+
+def test_distributed_rejects_bad_rank_counts_and_options():
+    circuit = reuploading_ansatz(4, 1, 1, 1)
+    weights = torch.zeros(circuit.n_weights)
+    with pytest.raises(ConfigError, match="exchange='nccl' is unknown"):
+        from hpcq.sim.distributed import _swapper
+
+        _swapper("nccl", None, torch.device("cpu"), 1, CommStats())
+    with pytest.raises(ConfigError, match="ranks=3 must be a power of two"):
+        plan_memory(10, ranks=3)
+    with pytest.raises(ConfigError, match="use at most 8 ranks"):
+        plan_memory(4, ranks=16, min_local_qubits=1)
+    assert expectation(circuit, weights, torch.zeros(1, 4), backend="distributed").shape == (1, 4)
