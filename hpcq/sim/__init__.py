@@ -14,6 +14,8 @@ from hpcq.errors import ConfigError
 BACKENDS: dict[str, str] = {
     "statevector": "hpcq.sim.statevector",
     "aer": "hpcq.sim.aer",
+    "distributed": "hpcq.sim.distributed",
+    "tensornet": "hpcq.sim.tensornet",
 }
 
 
