@@ -137,6 +137,37 @@ def report(
     print(f"wrote {built.html} ({len(built.images)} embedded images) and {built.markdown}")
 
 
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option("--config", help="Run config YAML (its `task:` picks the trainer).")],
+    out: Annotated[Path, typer.Option("--out", help="The run's HDF5 result file.")],
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="key.path=value override (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.ckpt when it exists.")] = False,
+) -> None:
+    """Train one run (head, glue or joint) and write its HDF5 result; under mpiexec the ranks share the work."""
+    from hpcq.train.run import train_from_config
+
+    written = train_from_config(config, overrides or [], out, resume)
+    if written is not None:
+        print(f"wrote {written}")
+
+
+@app.command()
+def tokenize(
+    task: Annotated[str, typer.Option(help="GLUE task: SST-2, MRPC, RTE, CoLA or STS-B.")],
+    model: Annotated[str, typer.Option(help="'packaged' (offline all-MiniLM-L6-v2), a Hugging Face model name, "
+                                            "or a local model folder.")] = "packaged",
+    out_dir: Annotated[Optional[Path], typer.Option(help="Token shard folder (default: $HPCQ_DATA/tokens).")] = None,
+    max_length: Annotated[int, typer.Option(help="Tokens per row (longer rows are truncated).")] = 128,
+    split: Annotated[Optional[list[str]], typer.Option(help="Split to tokenize (repeatable; default train, dev).")] = None,
+) -> None:
+    """Tokenize GLUE splits into HDF5 token shards; complete shards of the same data and tokenizer are reused."""
+    from hpcq.data.tokens import tokenize_glue
+
+    for name, path in tokenize_glue(task, model, out_dir, max_length, split or ("train", "dev")).items():
+        print(f"{name}: {path}")
+
+
 def main() -> None:
     """Entry point: user errors print one clear line and exit 2, without a traceback."""
     try:

@@ -1,0 +1,171 @@
+"""`hpcq train` for task "head": a classifier on frozen sentence embeddings, from run config to HDF5 result.
+
+    embeddings (computed first when missing) → paper or standard split → head → train (torch heads: AdamW,
+    early stopping, checkpoints, MPI data parallel; logreg/SVC: scikit-learn grid on validation) → test → one
+    run file via `hpcq.results.write_run(kind="train")`.
+
+Result groups: metrics/ (per-epoch train_loss, train_accuracy, val_loss, val_accuracy; per-step step_loss),
+final/ (val_accuracy of the selected model, test_accuracy, test_size, train_size, val_size,
+n_trainable_params, best_epoch, epochs_run, stopped_early), timing/ (epoch_s per epoch, total_s, test_s),
+energy/ (EnergyMeter over this process's training and evaluation), model/ (parameter counts by part),
+weights/ (the selected model's state dict, one dataset per tensor, for inference without retraining).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hpcq.data import World, embed_dataset, load_embeddings, mpi_world, paper_split, standard_split
+from hpcq.data.paths import data_root
+from hpcq.errors import DataError
+from hpcq.models import build_head, trainable_parameter_count
+from hpcq.models.sklearn_heads import SKLEARN_KINDS, fit_sklearn_head
+from hpcq.train.checkpoint import checkpoint_path
+from hpcq.train.dataparallel import barrier
+from hpcq.train.loop import Split, evaluate, fit
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class HeadData:
+    """The embeddings of one run's train, validation and test rows."""
+
+    train: Split
+    validation: Split
+    test: Split
+    n_classes: int
+    embeddings_dir: Path
+
+    @property
+    def in_features(self) -> int:
+        return self.train.x.shape[1]
+
+
+def embeddings_dir(data: dict) -> Path:
+    return Path(data["embeddings_dir"]) if data["embeddings_dir"] else data_root() / "embeddings"
+
+
+def load_or_embed(data: dict, progress: bool = True):
+    """The data set's embedding table; embeds it first (all ranks together) when no complete set of shards by
+    this model exists in `data.embeddings_dir`."""
+    folder = embeddings_dir(data)
+    try:
+        return load_embeddings(folder, data["dataset"], data["model"])
+    except DataError:
+        pass  # missing or made by another model: embed with the configured one, which reuses what matches
+    try:
+        embed_dataset(data["dataset"], data["model"], folder, progress=progress)
+    except DataError as err:
+        raise DataError(f"data.dataset={data['dataset']!r}: no embeddings by {data['model']!r} in "
+                        f"data.embeddings_dir={str(folder)!r}, and embedding them failed: {err}") from err
+    return load_embeddings(folder, data["dataset"], data["model"])
+
+
+def load_head_data(config: dict, dtype: torch.dtype, progress: bool = True) -> HeadData:
+    """Embed if needed, split (the paper's protocol or the shipped splits) and convert to tensors."""
+    data = config["data"]
+    table = load_or_embed(data, progress)
+    labels = np.asarray(table.labels)
+    if data["split"] == "paper":
+        seed = config["seed"] if data["split_seed"] is None else data["split_seed"]
+        split = paper_split(labels, seed, data["per_class"], data["validation_fraction"])
+    else:
+        split = standard_split(table.split)
+        split = type(split)(split.train, split.validation, split.test[labels[split.test] >= 0])
+
+    def part(rows: np.ndarray) -> Split:
+        return Split(torch.as_tensor(table.embeddings[rows]).to(dtype), torch.as_tensor(labels[rows]).long())
+
+    n_classes = len(table.label_names) if table.label_names else int(labels.max()) + 1
+    return HeadData(part(split.train), part(split.validation), part(split.test), n_classes, embeddings_dir(data))
+
+
+def _sizes(data: HeadData) -> dict[str, int]:
+    return {"train_size": len(data.train), "val_size": len(data.validation), "test_size": len(data.test)}
+
+
+def _meter(config: dict):
+    from hpcq.energy import EnergyMeter
+
+    return EnergyMeter(config["energy"]["method"])
+
+
+def train_sklearn_head(config: dict, data: HeadData, out: Path) -> Path:
+    """logreg / SVC: grid on validation, then test; the same result schema as the torch heads."""
+    as_numpy = lambda split: (split.x.double().numpy(), split.y.numpy())  # noqa: E731
+    started = time.perf_counter()
+    with _meter(config) as meter:
+        fitted = fit_sklearn_head(config["model"]["kind"], config["model"], as_numpy(data.train),
+                                  as_numpy(data.validation), config["seed"])
+        test_accuracy = float(fitted.model.score(*as_numpy(data.test)))
+    grid = {key: [str(record[key]) if isinstance(record[key], str) else record[key] for record in fitted.grid]
+            for key in fitted.grid[0]}
+    return _write(out, config, metrics={f"grid_{key}": values for key, values in grid.items()},
+                  final={"val_accuracy": fitted.val_accuracy, "test_accuracy": test_accuracy, **_sizes(data),
+                         "n_trainable_params": fitted.n_trainable_params, "best_epoch": None, "epochs_run": 0,
+                         "stopped_early": False},
+                  timing={"total_s": time.perf_counter() - started},
+                  energy=meter.reading.as_dict(),
+                  extra={"model": {"selected": {k: str(v) for k, v in fitted.params.items()}}})
+
+
+def train_torch_head(config: dict, data: HeadData, out: Path, resume: bool, world: World,
+                     progress: bool = True) -> Path | None:
+    """Quantum head or MLP: AdamW with early stopping, then the best model on the test set."""
+    torch.manual_seed(config["seed"])  # identical initial weights on every rank
+    model = build_head(config["model"], data.in_features, data.n_classes, DTYPES[config["train"]["dtype"]])
+    if hasattr(model, "prepare"):
+        model.prepare(data.train.x)
+    # Each rank draws its own shots and noise; rank 0 keeps the single-rank stream.
+    torch.manual_seed(config["seed"] + 7919 * world.rank + 1)
+    started = time.perf_counter()
+    with _meter(config) as meter:
+        state = fit(model, data.train, data.validation, config, world, checkpoint_path(out), resume, progress)
+        model.load_state_dict(state.best_model)
+        test_started = time.perf_counter()
+        _, test_accuracy = evaluate(model, data.test, world, config["train"]["eval_batch_size"])
+        test_seconds = time.perf_counter() - test_started
+    if world.rank != 0:
+        barrier(world)
+        return None
+    counts = model.parameter_counts() if hasattr(model, "parameter_counts") else {}
+    path = _write(out, config,
+                  metrics={**state.curves, "step_loss": state.step_loss},
+                  final={"val_accuracy": state.best_accuracy, "test_accuracy": test_accuracy, **_sizes(data),
+                         "n_trainable_params": trainable_parameter_count(model), "best_epoch": state.best_epoch,
+                         "epochs_run": state.epoch, "stopped_early": state.stopped_early},
+                  timing={"epoch_s": state.epoch_seconds, "total_s": time.perf_counter() - started,
+                          "test_s": test_seconds, "ranks": world.size},
+                  energy=meter.reading.as_dict(),
+                  extra={"model": {"parameters": counts},
+                         "weights": {name: value.cpu().numpy() for name, value in state.best_model.items()}})
+    checkpoint_path(out).unlink(missing_ok=True)  # the result is whole; the run cannot be resumed any further
+    barrier(world)
+    return path
+
+
+def _write(out: Path, config: dict, **groups: Any) -> Path:
+    from hpcq.results import write_run
+
+    return write_run(out, kind="train", config=config, **groups)
+
+
+def train_head(config: dict, out: str | Path, resume: bool = False, progress: bool = True) -> Path | None:
+    """Run one head training described by a validated run config (`hpcq.train.config.load_config`) and write
+    its result to `out`; returns the path on rank 0 (None on other ranks)."""
+    out = Path(out)
+    world = mpi_world()
+    if config["train"]["threads"]:
+        torch.set_num_threads(config["train"]["threads"])
+    data = load_head_data(config, DTYPES[config["train"]["dtype"]], progress)
+    if config["model"]["kind"] in SKLEARN_KINDS:
+        return train_sklearn_head(config, data, out) if world.rank == 0 else None
+    return train_torch_head(config, data, out, resume, world, progress)
+

