@@ -7,6 +7,7 @@ whose `default:` values fill in what the file leaves out, so a result file alway
 from __future__ import annotations
 
 import copy
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ def apply_overrides(config: dict, assignments: list[str]) -> dict:
     return result
 
 
+@functools.cache  # parsed once per process: a study expands hundreds of run configs when it loads
 def _schema(task: str) -> dict:
     text = resources.files("hpcq.train.schemas").joinpath(f"{task}.schema.yaml").read_text()
     return yaml.safe_load(text)
