@@ -52,6 +52,7 @@ def _schema(task: str) -> dict:
     return yaml.safe_load(text)
 
 
+@functools.cache  # one validator class, not one per validated config
 def _fill_defaults(validator_class: type) -> type:
     """A validator that writes each property's `default` into the instance before validating it."""
     validate_properties = validator_class.VALIDATORS["properties"]
