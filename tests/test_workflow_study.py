@@ -3,15 +3,17 @@ files rejected before any job runs, naming the key."""
 
 from __future__ import annotations
 
-import math
+import copy
+import itertools
 import shlex
 from pathlib import Path
 
 import pytest
+import yaml
+from hpcq.train.config import validate_config
 from workflow_support import (
     REPO,
     STUDIES,
-    absolute_run_configs,
     job_counts,
     load_study,
     shared_data,
@@ -25,29 +27,47 @@ needs_head_schema = pytest.mark.skipif(
 )
 
 
+def resolved_runs(experiment: dict) -> list[dict]:
+    """Every grid point of an experiment as hpcq resolves it (seeds aside): the run config file with the
+    study's values put in place as they are, then hpcq's schema defaults."""
+    base = yaml.safe_load((REPO / experiment["config"]).read_text())
+    grid = experiment.get("grid", {})
+    runs = []
+    for values in itertools.product(*grid.values()):
+        run = copy.deepcopy(base)
+        for dotted, value in {**experiment.get("set", {}), **dict(zip(grid, values))}.items():
+            *parents, last = dotted.split(".")
+            node = run
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+        runs.append(validate_config(run))
+    return runs
+
+
 def expected_jobs(study: dict) -> dict[str, int]:
-    """Job counts a study must produce, worked out from the study file alone."""
-    runs = {
-        family: sum(math.prod(map(len, e.get("grid", {}).values())) * len(e["seeds"]) for e in study.get(family, []))
-        for family in ("quantum_heads", "classical_heads")
-    }
-    adapters = study.get("adapters", [])
-    for mpi, rule in ((False, "adapters"), (True, "adapters_mpi")):
-        chosen = [e for e in adapters if (e.get("ranks", 1) > 1) == mpi]
-        runs[rule] = sum(math.prod(map(len, e.get("grid", {}).values())) * len(e["seeds"]) for e in chosen)
-    heads = study.get("quantum_heads", []) + study.get("classical_heads", [])
-    runs["embed"] = len({(e["embeddings"]["dataset"], e["embeddings"].get("model", "packaged")) for e in heads})
-    runs["tokenize"] = len({(e["tokens"]["task"], e["tokens"].get("model", "packaged")) for e in adapters if "tokens" in e})
+    """Job counts a study must produce, worked out from the study file and hpcq's run configs."""
+    jobs: dict[str, int] = {}
+    shards = set()
+    for family in ("quantum_heads", "classical_heads", "adapters"):
+        for experiment in study.get(family, []):
+            rule = "adapters_mpi" if experiment.get("ranks", 1) > 1 else family
+            runs = resolved_runs(experiment)
+            jobs[rule] = jobs.get(rule, 0) + len(runs) * len(experiment["seeds"])
+            for run in runs:
+                if run["task"] == "head":
+                    shards.add(("embed", run["data"]["dataset"], run["data"]["model"]))
+                elif run["task"] == "glue":
+                    shards.add(("tokenize", run["data"]["glue_task"], run["data"]["model"], run["data"]["max_length"]))
+    for rule in ("embed", "tokenize"):
+        jobs[rule] = sum(shard[0] == rule for shard in shards)
     data = study.get("data", {})
-    runs["stage"] = len(data.get("datasets", [])) if data.get("source") else 0
+    jobs["stage"] = len(data.get("datasets", [])) if data.get("source") else 0
     scaling = study.get("scaling", [])
-    runs["scaling"] = sum(max(s["ranks"]) == 1 for s in scaling)
-    runs["scaling_mpi"] = sum(max(s["ranks"]) > 1 for s in scaling)
-    runs["aggregate"] = 1
-    runs["energy"] = int("energy" in study)
-    runs["report"] = int(study.get("report", True))
-    runs["all"] = 1
-    return {rule: count for rule, count in runs.items() if count}
+    jobs["scaling"] = sum(max(s["ranks"]) == 1 for s in scaling)
+    jobs["scaling_mpi"] = sum(max(s["ranks"]) > 1 for s in scaling)
+    jobs.update(aggregate=1, energy=int("energy" in study), report=int(study.get("report", True)), all=1)
+    return {rule: count for rule, count in jobs.items() if count}
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda path: path.stem)
@@ -119,7 +139,6 @@ def head_study(tmp_path: Path, grid: dict, set_: dict | None = None) -> dict:
     experiment = {
         "name": "grid",
         "config": str(run_config),
-        "embeddings": {"dataset": "sst2-sentences"},
         "seeds": [0, 1],
         "set": set_ or {},
         "grid": grid,
@@ -163,3 +182,13 @@ def test_grid_expands_to_one_train_run_per_point_and_seed(tmp_path: Path) -> Non
         points.add(point)
     assert len(commands) == len(points) == 8
     assert points == {(q, lr, s) for q in ("4", "6") for lr in ("0.1", "0.01") for s in ("0", "1")}
+
+
+@needs_head_schema
+def test_run_reading_an_unstaged_data_set_is_rejected(tmp_path: Path) -> None:
+    study = head_study(tmp_path, {"model.n_qubits": [4]})
+    study["data"]["datasets"] = ["glue"]
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(write_study(tmp_path, study)))
+    assert result.returncode != 0
+    assert "study config: quantum_heads[0].grid[model.n_qubits=4]:" in result.stderr
+    assert "'sst2-sentences'; add it to data.datasets" in result.stderr, result.stderr[-2000:]

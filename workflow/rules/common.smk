@@ -18,7 +18,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from hpcq.errors import HpcqError
-from hpcq.train.config import load_config
+from hpcq.train.config import apply_overrides, validate_config
 
 # ---------------------------------------------------------------------------------------------- validation
 
@@ -63,8 +63,7 @@ CONTAINER_EXEC = config["container_exec"]
 CONTAINER_IMAGE = config["container_image"]
 SCALING = {entry["name"]: entry for entry in config["scaling"]}
 
-# The staged data set each kind of prepared input is made from.
-EMBEDDING_SOURCES = {"sst2-sentences": "sst2-sentences"}
+# The staged data set that GLUE token shards are made from.
 GLUE = "glue"
 
 
@@ -107,14 +106,10 @@ check_energy_config()
 
 STAGED_PATTERN = f"{DATA_ROOT}/{{dataset}}"
 EMBEDDINGS_PATTERN = f"{DATA_ROOT}/embeddings/{{dataset}}/{{model}}"
-TOKENS_PATTERN = f"{DATA_ROOT}/tokens/{{task}}/{{model}}"
+TOKENS_PATTERN = f"{DATA_ROOT}/tokens/{{task}}/{{model}}/L{{max_length}}"
 RUN_PATTERN = f"{RUNS}/{{family}}/{{experiment}}/{{run}}.h5"
 RUN_LOG_PATTERN = f"{LOGS}/train/{{family}}/{{experiment}}/{{run}}.log"
 SCALING_PATTERN = f"{RUNS}/scaling/{{name}}.h5"
-
-# Run-config keys through which a run learns where the workflow put its prepared inputs.
-EMBEDDINGS_KEY = "data.embeddings_dir"
-TOKENS_KEY = "data.tokens_dir"
 
 
 def model_slug(model):
@@ -127,31 +122,50 @@ def staged(dataset):
     return STAGED_PATTERN.format(dataset=dataset)
 
 
-def prepared_input(spec):
-    """(run-config key, folder) of the embeddings or token shards an experiment reads; None for neither."""
-    if "embeddings" in spec:
-        inputs = spec["embeddings"]
-        return EMBEDDINGS_KEY, EMBEDDINGS_PATTERN.format(dataset=inputs["dataset"], model=model_slug(inputs["model"]))
-    if "tokens" in spec:
-        inputs = spec["tokens"]
-        return TOKENS_KEY, TOKENS_PATTERN.format(task=inputs["task"], model=model_slug(inputs["model"]))
+@dataclass(frozen=True)
+class Prepared:
+    """Shards a run reads, made once by the embed or tokenize rule: the run-config key that points the run
+    at their folder, the folder, the staged data set they are made from, and the verb's arguments."""
+
+    key: str
+    folder: str
+    dataset: str
+    arguments: str
+
+
+def prepared_input(run):
+    """What a resolved run config reads: sentence embeddings (task head), GLUE token shards (task glue), or
+    None (the run reads staged data itself, as joint runs do). hpcq.train's schemas define these keys."""
+    data = run["data"]
+    if run["task"] == "head":
+        folder = EMBEDDINGS_PATTERN.format(dataset=data["dataset"], model=model_slug(data["model"]))
+        arguments = f"--dataset {shlex.quote(data['dataset'])} --model {shlex.quote(data['model'])}"
+        return Prepared("data.embeddings_dir", folder, data["dataset"].split("/")[0], arguments)
+    if run["task"] == "glue":
+        folder = TOKENS_PATTERN.format(
+            task=data["glue_task"], model=model_slug(data["model"]), max_length=data["max_length"]
+        )
+        arguments = f"--task {data['glue_task']} --model {shlex.quote(data['model'])} --max-length {data['max_length']}"
+        return Prepared("data.tokens_dir", folder, GLUE, arguments)
     return None
 
 
-def source_dataset(spec):
-    """(study subkey, staged data set) the experiment's prepared input is made from; None for neither."""
-    if "embeddings" in spec:
-        return "embeddings.dataset", EMBEDDING_SOURCES[spec["embeddings"]["dataset"]]
-    if "tokens" in spec:
-        return "tokens.task", GLUE
-    return None
+def prepared_by(pattern):
+    """Input and params functions of the rule whose output folders follow `pattern` (embed, tokenize)."""
+
+    def prepared(wildcards):
+        return PREPARED[pattern.format(**wildcards)]
+
+    return (lambda wildcards: staged(prepared(wildcards).dataset)), (lambda wildcards: prepared(wildcards).arguments)
 
 
 # ----------------------------------------------------------------------------------------------- run grids
 
 
 def value_slug(value):
-    """A short, path-safe spelling of a grid value (lists join with `+`)."""
+    """A short, path-safe spelling of a grid value (list items and mapping entries join with `+`)."""
+    if isinstance(value, dict):
+        return "+".join(f"{k}-{value_slug(v)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return "+".join(value_slug(v) for v in value)
     return re.sub(r"[^A-Za-z0-9_.+-]", "-", str(value).lower() if isinstance(value, bool) else str(value))
@@ -164,9 +178,17 @@ def override(key, value):
     return f"{key}={text.removesuffix(chr(10) + '...')}"
 
 
+@dataclass(frozen=True)
+class Run:
+    """One `hpcq train` invocation: its overrides and the prepared shards (or None) it reads."""
+
+    overrides: tuple
+    prepared: Prepared | None
+
+
 @dataclass
 class Experiment:
-    """A run grid of one family (quantum_heads, classical_heads, adapters): run id → its overrides."""
+    """A run grid of one family (quantum_heads, classical_heads, adapters): run id → Run."""
 
     family: str
     key: str
@@ -188,34 +210,52 @@ def short_keys(grid_keys, key):
     return shorts
 
 
-def validate_run(base, overrides, point_key):
-    """Validate one grid point with hpcq's own run-config schema, naming the study key on failure."""
+def read_run_config(path, key):
+    """A run config file's mapping, read once per experiment (a grid has hundreds of points)."""
+    if not Path(path).is_file():
+        raise study_error(key, f"run config {path!r} does not exist; write it or fix the path")
     try:
-        load_config(base, overrides)
+        base = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise study_error(key, f"run config {path!r} is not valid YAML: {err}") from None
+    if not isinstance(base, dict):
+        raise study_error(key, f"run config {path!r} must be a mapping of keys, not {type(base).__name__}")
+    return base
+
+
+def resolve_run(base, overrides, point_key):
+    """The run config hpcq will train (what `hpcq train --config FILE --set ...` resolves: the file, the
+    overrides, the task schema's defaults), validated by hpcq's own schema; errors name the study key."""
+    try:
+        run = validate_config(apply_overrides(base, overrides))
     except HpcqError as err:
         raise study_error(point_key, str(err)) from None
+    prepared = prepared_input(run)
+    if prepared and run["data"].get(prepared.key.split(".")[1]) is not None:
+        raise study_error(point_key, f"{prepared.key} is set; leave it unset: the workflow makes the shards")
+    if prepared and prepared.dataset not in DATA["datasets"]:
+        raise study_error(point_key, f"the run reads data set {prepared.dataset!r}; add it to data.datasets")
+    return prepared
 
 
 def expand(family, index, spec):
-    """Cartesian product of grid × seeds; each distinct grid point validated once."""
+    """Cartesian product of grid × seeds; each distinct grid point resolved and validated once."""
     key = f"{family}[{index}]"
-    base = spec["config"]
-    if not Path(base).is_file():
-        raise study_error(f"{key}.config", f"run config {base!r} does not exist; write it or fix the path")
-    prepared = prepared_input(spec)
-    fixed = [override(k, v) for k, v in spec["set"].items()] + ([override(*prepared)] if prepared else [])
+    base = read_run_config(spec["config"], f"{key}.config")
+    fixed = [override(k, v) for k, v in spec["set"].items()]
     shorts = short_keys(spec["grid"], key)
     experiment = Experiment(family, key, spec)
     for values in itertools.product(*spec["grid"].values()):
         point = dict(zip(spec["grid"], values))
         varying = [override(k, v) for k, v in point.items()]
-        point_key = f"{key}.grid[" + ", ".join(f"{k}={v!r}" for k, v in point.items()) + "]"
-        validate_run(base, fixed + varying, point_key if point else f"{key}.set")
+        point_key = f"{key}.grid[" + ", ".join(f"{k}={v!r}" for k, v in point.items()) + "]" if point else f"{key}.set"
+        prepared = resolve_run(base, fixed + varying, point_key)
+        where = [override(prepared.key, prepared.folder)] if prepared else []
         for seed in spec["seeds"]:
             run_id = "_".join([f"{shorts[k]}-{value_slug(v)}" for k, v in point.items()] + [f"seed-{seed}"])
             if run_id in experiment.runs:
                 raise study_error(f"{key}.grid", f"two grid points share the run id {run_id!r}; use distinct values")
-            experiment.runs[run_id] = fixed + varying + [override("seed", seed)]
+            experiment.runs[run_id] = Run(tuple(fixed + varying + where + [override("seed", seed)]), prepared)
     return experiment
 
 
@@ -224,23 +264,17 @@ def expand_family(family):
     for index, spec in enumerate(config[family]):
         if spec["name"] in experiments:
             raise study_error(f"{family}[{index}].name", f"{spec['name']!r} is used twice in {family}")
-        experiment = expand(family, index, spec)
-        needs = source_dataset(spec)
-        if needs and needs[1] not in DATA["datasets"]:
-            raise study_error(f"{experiment.key}.{needs[0]}", f"reads data set {needs[1]!r}; add it to data.datasets")
-        experiments[spec["name"]] = experiment
+        experiments[spec["name"]] = expand(family, index, spec)
     return experiments
 
 
 EXPERIMENTS = {family: expand_family(family) for family in ("quantum_heads", "classical_heads", "adapters")}
-
-# Model names or paths behind each slug, so that rules pass hpcq the original spelling.
-MODELS = {
-    model_slug(experiment.spec[kind]["model"]): experiment.spec[kind]["model"]
+PREPARED = {
+    run.prepared.folder: run.prepared
     for experiments in EXPERIMENTS.values()
     for experiment in experiments.values()
-    for kind in ("embeddings", "tokens")
-    if kind in experiment.spec
+    for run in experiment.runs.values()
+    if run.prepared
 }
 
 
@@ -248,17 +282,20 @@ def experiment_spec(wildcards):
     return EXPERIMENTS[wildcards.family][wildcards.experiment].spec
 
 
+def run_of(wildcards):
+    return EXPERIMENTS[wildcards.family][wildcards.experiment].runs[wildcards.run]
+
+
 def train_inputs(wildcards):
-    """Run config plus the embeddings or token shards the run reads (the staged data, for joint runs)."""
-    spec = experiment_spec(wildcards)
-    prepared = prepared_input(spec)
-    return {"config": spec["config"], "data": prepared[1] if prepared else list(map(staged, DATA["datasets"]))}
+    """Run config plus the embeddings or token shards the run reads (the staged data, for other runs)."""
+    prepared = run_of(wildcards).prepared
+    data = prepared.folder if prepared else list(map(staged, DATA["datasets"]))
+    return {"config": experiment_spec(wildcards)["config"], "data": data}
 
 
 def train_overrides(wildcards):
     """The `--set` arguments of one run."""
-    runs = EXPERIMENTS[wildcards.family][wildcards.experiment].runs
-    return " ".join(f"--set {shlex.quote(assignment)}" for assignment in runs[wildcards.run])
+    return " ".join(f"--set {shlex.quote(assignment)}" for assignment in run_of(wildcards).overrides)
 
 
 def adapter_ranks(wildcards):

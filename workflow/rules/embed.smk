@@ -1,18 +1,21 @@
-# Sentence embeddings into HDF5 shards, once per (data set, model); every head run reads them.
+# Sentence embeddings into HDF5 shards, once per (data set, model) that the study's head runs read.
+
+embedded_from, embed_arguments = prepared_by(EMBEDDINGS_PATTERN)
 
 
 rule embed:
     input:
-        lambda wildcards: staged(EMBEDDING_SOURCES[wildcards.dataset]),
+        embedded_from,
     output:
         directory(EMBEDDINGS_PATTERN),
     log:
         f"{LOGS}/embed/{{dataset}}/{{model}}.log",
+    wildcard_constraints:
+        model="[^/]+",
     params:
-        model=lambda wildcards: MODELS[wildcards.model],
+        arguments=embed_arguments,
     threads: job_threads(config["embed"], tasks=config["embed"]["ranks"])
     resources:
         **job_resources(config["embed"], tasks=config["embed"]["ranks"]),
     shell:
-        hpcq(mpi=config["embed"]["ranks"] > 1)
-        + " embed --dataset {wildcards.dataset} --model {params.model:q} --out-dir {output:q} > {log:q} 2>&1"
+        hpcq(mpi=config["embed"]["ranks"] > 1) + " embed {params.arguments} --out-dir {output:q} > {log:q} 2>&1"

@@ -1,17 +1,22 @@
-# Token shards for sequence-classification fine-tuning (QuanTA / LoRA), once per (GLUE task, model).
+# GLUE token shards for sequence-classification fine-tuning, once per (task, model, max_length) that the
+# study's glue runs read.
+
+tokenized_from, tokenize_arguments = prepared_by(TOKENS_PATTERN)
 
 
 rule tokenize:
     input:
-        staged(GLUE),
+        tokenized_from,
     output:
         directory(TOKENS_PATTERN),
     log:
-        f"{LOGS}/tokenize/{{task}}/{{model}}.log",
+        f"{LOGS}/tokenize/{{task}}/{{model}}/L{{max_length}}.log",
+    wildcard_constraints:
+        model="[^/]+",
     params:
-        model=lambda wildcards: MODELS[wildcards.model],
+        arguments=tokenize_arguments,
     threads: job_threads(config["tokenize"])
     resources:
         **job_resources(config["tokenize"]),
     shell:
-        hpcq() + " tokenize --task {wildcards.task} --model {params.model:q} --out-dir {output:q} > {log:q} 2>&1"
+        hpcq() + " tokenize {params.arguments} --out-dir {output:q} > {log:q} 2>&1"
