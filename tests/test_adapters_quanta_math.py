@@ -1,6 +1,7 @@
 """QuanTA on single layers: the official gate order and einsum strings, the fast contraction against them,
 the parameter count, the rank of the update (against LoRA), gradients against finite differences, merge."""
 
+import copy
 import itertools
 import math
 
@@ -95,10 +96,11 @@ def test_update_is_full_rank_where_lora_with_more_parameters_is_not():
     assert lora_rank <= rank
 
 
+@pytest.mark.parametrize("path", ["chain", "dense"])
 @pytest.mark.parametrize("in_features,out_features,axes", [(12, 12, (2, 3, 2)), (12, 8, (3, 2, 2)), (8, 12, (2, 2, 3))])
-def test_gradients_match_finite_differences(in_features, out_features, axes):
+def test_gradients_match_finite_differences(in_features, out_features, axes, path):
     torch.manual_seed(0)
-    layer = QuantaLinear(nn.Linear(in_features, out_features).double(), axes).double()
+    layer = QuantaLinear(nn.Linear(in_features, out_features).double(), axes, path=path).double()
     perturb(layer, 0.3)
     x = torch.randn(3, in_features, dtype=torch.float64, requires_grad=True)
     names = [f"quanta_gates.{key}" for key in layer.quanta_gates]
@@ -131,6 +133,42 @@ def test_init_equals_base_and_merge_round_trips(in_features, out_features, axes)
     assert (layer(x) - unmerged).abs().max() < 1e-5
     layer.unmerge()
     assert (layer.base_layer.weight - original).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_chain_dense_and_evaluation_paths_agree(dropout):
+    torch.manual_seed(0)
+    chain = QuantaLinear(nn.Linear(48, 32), (4, 4, 3), dropout=dropout, path="chain")
+    perturb(chain, 0.05)
+    layers = {"chain": chain, "dense": copy.deepcopy(chain)}
+    layers["dense"].path = "dense"
+    x = torch.randn(2, 5, 48)
+    outputs, grads = {}, {}
+    for path, layer in layers.items():
+        torch.manual_seed(1)  # the same dropout mask on both paths
+        outputs[path] = layer(x)
+        outputs[path].square().sum().backward()
+        grads[path] = [gate.grad for gate in layer.quanta_gates.values()]
+    torch.testing.assert_close(outputs["dense"], outputs["chain"], rtol=1e-5, atol=1e-6)
+    for dense, chain in zip(grads["dense"], grads["chain"]):
+        torch.testing.assert_close(dense, chain, rtol=1e-4, atol=1e-6)
+
+    layer = layers["chain"].eval()
+    expected = layer(x).detach()
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-6)  # the cached W0 − T(θ0) + T(θ)
+        perturb(layer, 0.05, seed=2)  # an optimizer step changes θ in place: the cache must follow
+        changed = layer(x)
+    torch.testing.assert_close(changed, layer(x.requires_grad_()).detach(), rtol=1e-5, atol=1e-6)
+    assert (changed - expected).abs().max() > 1e-3
+
+
+def test_auto_path_is_dense_for_many_tokens_and_chain_for_few():
+    layer = QuantaLinear(nn.Linear(384, 384), (6, 4, 4, 4))
+    assert layer.chooses_dense(32 * 48) and not layer.chooses_dense(8)
+    assert QuantaLinear(nn.Linear(384, 384), (6, 4, 4, 4), path="chain").chooses_dense(10**6) is False
+    with pytest.raises(ConfigError, match="path='fast' is not one of auto, dense, chain"):
+        QuantaLinear(nn.Linear(384, 384), (6, 4, 4, 4), path="fast")
 
 
 def test_balanced_axes():

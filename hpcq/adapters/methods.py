@@ -46,13 +46,13 @@ def _count(model: nn.Module, head_modules: Sequence[str]) -> dict[str, int]:
 
 
 def adapt_model(model: nn.Module, method: str, *, target_modules: Targets, head_modules: Sequence[str],
-                axes: Sequence[int] | None = None, n_axes: int = 4, dropout: float = 0.0,
+                axes: Sequence[int] | None = None, n_axes: int = 4, dropout: float = 0.0, path: str = "auto",
                 lora_rank: int | None = None, lora_alpha: float | None = None) -> AdaptedModel:
     """Prepare `model` for `method` (one of METHODS), training `head_modules` in every case.
 
-    quanta: gates on `target_modules` with `axes` (or a balanced split into `n_axes`); lora: peft LoRA on the
-    same layers, of rank `lora_rank` or, when None, the rank whose count is closest to QuanTA's with these
-    settings; full: every parameter; frozen: the head only.
+    quanta: gates on `target_modules` with `axes` (or a balanced split into `n_axes`) and forward `path`
+    (QuantaConfig); lora: peft LoRA on the same layers, of rank `lora_rank` or, when None, the rank whose count is
+    closest to QuanTA's with these settings; full: every parameter; frozen: the head only.
     """
     if method not in METHODS:
         raise ConfigError(f"method {method!r} is not one of {', '.join(METHODS)}")
@@ -60,7 +60,7 @@ def adapt_model(model: nn.Module, method: str, *, target_modules: Targets, head_
         raise ConfigError("head_modules is empty; name the classifier head (e.g. ['classifier'])")
     find_modules(model, head_modules, "head_modules")
     quanta_config = QuantaConfig(target_modules, axes=tuple(axes) if axes else None, n_axes=n_axes, dropout=dropout,
-                                 modules_to_save=list(head_modules))
+                                 path=path, modules_to_save=list(head_modules))
     details: dict[str, Any] = {}
     if method == "quanta":
         adapted = get_quanta_model(model, quanta_config)

@@ -189,6 +189,11 @@ def evaluate(model: torch.nn.Module, shard: TokenShard, task: str, batch_size: i
     return glue_metrics(task, np.concatenate(outputs), shard.arrays["labels"])
 
 
+def learning_rate(config: dict) -> float:
+    """`train.lr`, or the method's own rate from `train.lr_by_method`."""
+    return config["train"]["lr_by_method"].get(config["method"], config["train"]["lr"])
+
+
 def _schedule(optimizer: torch.optim.Optimizer, train: dict, total_steps: int):
     from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
@@ -286,9 +291,9 @@ def train_glue(config: dict, out: str | Path, resume: bool = False, progress: bo
     adapted = adapt_model(_load_model(config["data"]["model"], task), config["method"],
                           target_modules=adapter["target_modules"], head_modules=adapter["head_modules"],
                           axes=adapter["axes"], n_axes=adapter["n_axes"], dropout=adapter["dropout"],
-                          lora_rank=adapter["lora_rank"], lora_alpha=adapter["lora_alpha"])
+                          path=adapter["path"], lora_rank=adapter["lora_rank"], lora_alpha=adapter["lora_alpha"])
     model = adapted.model.to(device)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train["lr"],
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate(config),
                                   weight_decay=train["weight_decay"])
     steps_per_epoch = math.ceil(len(train_shard) / train["batch_size"])
     scheduler = _schedule(optimizer, train, steps_per_epoch * train["epochs"])

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hpcq.adapters.quanta.axes import choose_axes
+from hpcq.adapters.quanta.layer import PATHS
 from hpcq.adapters.targets import Targets
 from hpcq.errors import ConfigError
 
@@ -18,6 +19,8 @@ class QuantaConfig:
     axes: the factorisation d_1 … d_N of every targeted layer's dimension max(in, out); None chooses, per layer,
         the most balanced split into `n_axes` factors (e.g. 384 → 6-4-4-4, 4096 → 8-8-8-8).
     dropout: dropout on the update's input.
+    path: how a training forward is computed: "chain" (the gates on the activations), "dense" (T(θ) folded into
+        the base GEMM) or "auto" (per batch, the cheaper one; `hpcq.adapters.quanta.layer` explains the costs).
     modules_to_save: further modules trained and saved with the adapter in full (e.g. a classifier head).
     """
 
@@ -25,6 +28,7 @@ class QuantaConfig:
     axes: tuple[int, ...] | None = None
     n_axes: int = 4
     dropout: float = 0.0
+    path: str = "auto"
     modules_to_save: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -39,6 +43,8 @@ class QuantaConfig:
             raise ConfigError(f"n_axes={self.n_axes} is too small: QuanTA needs at least 2 axes (3 or 4 are usual)")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+        if self.path not in PATHS:
+            raise ConfigError(f"path={self.path!r} is not one of {', '.join(PATHS)} (auto chooses per batch)")
 
     def axes_for(self, in_features: int, out_features: int) -> tuple[int, ...]:
         """The axes for a layer of this shape: the configured ones, or a balanced split of max(in, out)."""

@@ -6,6 +6,17 @@ zero-initialised gate. The base weight is never modified outside `merge()`/`unme
 code, which subtracts T(θ0) from W in place on the first forward): the dense T(θ0) is cached and subtracted
 from W0 on the fly, one D×D elementwise operation per forward, so a step costs one gate chain, not two.
 
+Two ways to compute a training forward, numerically the same function (`path`):
+* "chain": the gates applied to the activations one after another (`contraction.apply_gates`), N(N-1)/2 small
+  GEMMs per forward whose cost grows with the tokens as 3·n·D·S multiply-adds over forward and backward
+  (S = Σ_{m<n} d_m d_n), and which keeps N(N-1)/2 activation-sized intermediates for backward;
+* "dense": T(θ) contracted into a D×D matrix (the merge einsum, D²·S multiply-adds whatever the batch) and
+  folded into the base GEMM, `F.linear(x, W0 − T(θ0) + T(θ))`: no extra forward GEMM and no intermediates, at
+  the price of the weight-gradient GEMM n·in·out that LoRA and frozen layers do not need.
+"auto" takes, per forward, the path with fewer multiply-adds after weighting the chain's by `CHAIN_PENALTY`;
+without gradients (evaluation), W0 − T(θ0) + T(θ) is built once per change of θ and reused, so an unmerged
+adapter then runs at the base layer's speed.
+
 Layers whose input and output sizes differ are handled as the official code does (its Appendix B): the gates
 act on D = max(in, out) = ∏ axes, the input is zero-padded to D and the output cropped to `out_features`.
 Separate output axes would save parameters on such layers but were never part of the released method, so this
@@ -25,6 +36,14 @@ from hpcq.adapters.quanta.contraction import apply_gates, contraction_plan
 from hpcq.adapters.quanta.einsum import dense_operator
 from hpcq.errors import ConfigError
 
+PATHS = ("auto", "dense", "chain")
+
+CHAIN_PENALTY = 4.0
+"""How many multiply-adds of one large GEMM cost as much time as one of the chain's: its GEMMs have an inner
+size of only d_m·d_n (16 to 128) and it copies the whole activation between them. Measured with 1 thread on
+the 2-core development machine for 6-4-4-4, 1,536 tokens (`hpcq bench adapters` reports both paths): the chain's
+212 M multiply-adds took 96 ms, the dense path's 279 M (weight gradient plus building T) 38 ms."""
+
 
 def require_linear(module: nn.Module, name: str) -> None:
     """ConfigError unless `module` is an nn.Linear (the only layer type QuanTA adapts)."""
@@ -42,7 +61,8 @@ def _pair_key(pair: tuple[int, int]) -> str:
 class QuantaLinear(nn.Module):
     """Wraps `base_layer` (kept as is, frozen) and adds the QuanTA update on the `axes` factorisation."""
 
-    def __init__(self, base_layer: nn.Linear, axes: tuple[int, ...], dropout: float = 0.0, name: str = "layer"):
+    def __init__(self, base_layer: nn.Linear, axes: tuple[int, ...], dropout: float = 0.0, name: str = "layer",
+                 path: str = "auto"):
         super().__init__()
         require_linear(base_layer, name)
         self.base_layer = base_layer
@@ -52,9 +72,13 @@ class QuantaLinear(nn.Module):
         check_axes(self.axes, self.in_features, self.out_features, name)
         self.dim = math.prod(self.axes)
         self.quanta_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        if path not in PATHS:
+            raise ConfigError(f"path={path!r} is not one of {', '.join(PATHS)} (auto chooses per batch)")
+        self.path = path
         self.merged = False
         self._plan = contraction_plan(self.axes)
         self._frozen_cache: tuple[tuple, torch.Tensor] | None = None
+        self._eval_cache: tuple[tuple, torch.Tensor] | None = None
         weight = base_layer.weight
         self.quanta_gates = nn.ParameterDict()
         for low, high in gate_pairs(len(self.axes)):
@@ -78,18 +102,35 @@ class QuantaLinear(nn.Module):
     def _crop(self, dense: torch.Tensor) -> torch.Tensor:
         return dense[: self.out_features, : self.in_features]
 
+    @staticmethod
+    def _versions(tensors: list[torch.Tensor]) -> tuple:
+        return tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
+
     def _frozen_dense(self) -> torch.Tensor:
         """T(θ0) cropped to out×in, float32; recomputed only when θ0 changes (e.g. after loading an adapter)."""
         frozen = self.frozen_gates
-        key = tuple((g.data_ptr(), g._version, g.device) for g in frozen)
+        key = self._versions(frozen)
         if self._frozen_cache is None or self._frozen_cache[0] != key:
             with torch.no_grad():
                 self._frozen_cache = (key, self._crop(dense_operator(frozen, self.axes)).contiguous())
         return self._frozen_cache[1]
 
+    def _gates_dense(self) -> torch.Tensor:
+        """T(θ) cropped to out×in (differentiable in θ)."""
+        return self._crop(dense_operator(list(self.quanta_gates.values()), self.axes))
+
     def delta_weight(self) -> torch.Tensor:
         """ΔW = T(θ) − T(θ0) as an out×in float32 matrix (differentiable in θ)."""
-        return self._crop(dense_operator(list(self.quanta_gates.values()), self.axes)) - self._frozen_dense()
+        return self._gates_dense() - self._frozen_dense()
+
+    def chooses_dense(self, tokens: int) -> bool:
+        """Whether a training forward over `tokens` rows takes the dense path (see the module docstring)."""
+        if self.path != "auto":
+            return self.path == "dense"
+        spread = sum(self.axes[m] * self.axes[n] for m, n in gate_pairs(len(self.axes)))
+        chain = 3 * tokens * self.dim * spread
+        dense = tokens * self.in_features * self.out_features + 3 * self.dim * self.dim * spread
+        return dense <= CHAIN_PENALTY * chain
 
     def _update(self, x: torch.Tensor) -> torch.Tensor:
         """T(θ)·pad(x), cropped to the output size, for x [..., in_features]."""
@@ -99,16 +140,34 @@ class QuantaLinear(nn.Module):
         out = apply_gates(rows, list(self.quanta_gates.values()), self._plan)
         return out[:, : self.out_features].reshape(*x.shape[:-1], self.out_features)
 
+    def _evaluation_weight(self) -> torch.Tensor:
+        """W0 − T(θ0) + T(θ) without gradients, rebuilt only when W0, θ or θ0 change."""
+        tensors = [self.base_layer.weight, *self.quanta_gates.values(), *self.frozen_gates]
+        key = self._versions(tensors)
+        if self._eval_cache is None or self._eval_cache[0] != key:
+            weight = self.base_layer.weight
+            effective = weight.float() - self._frozen_dense() + self._gates_dense()
+            self._eval_cache = (key, effective.to(weight.dtype))
+        return self._eval_cache[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base_layer(x)
         weight, bias = self.base_layer.weight, self.base_layer.bias
+        dropout = self.training and isinstance(self.quanta_dropout, nn.Dropout)
+        if not torch.is_grad_enabled() and not dropout:
+            return F.linear(x, self._evaluation_weight(), bias)
         frozen = self._frozen_dense().to(weight.dtype)
-        if not (self.training and isinstance(self.quanta_dropout, nn.Dropout)):
-            # One GEMM with (W0 − T(θ0)) and one gate chain: what the official code computes, without touching W0.
+        dense = self.chooses_dense(x.numel() // self.in_features)
+        if not dropout:
+            # One GEMM with (W0 − T(θ0)) plus the update, without ever writing to W0 (cf. the official code).
+            if dense:
+                return F.linear(x, weight - frozen + self._gates_dense().to(weight.dtype), bias)
             return F.linear(x, weight - frozen, bias) + self._update(x)
         # With dropout, the update sees the dropped input: (T(θ) − T(θ0))·dropout(x), as LoRA does.
         dropped = self.quanta_dropout(x)
+        if dense:
+            return F.linear(x, weight, bias) + F.linear(dropped, self._gates_dense().to(weight.dtype) - frozen)
         return F.linear(x, weight, bias) + self._update(dropped) - F.linear(dropped, frozen)
 
     @torch.no_grad()
@@ -131,4 +190,4 @@ class QuantaLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, axes={self.axes}, "
-                f"parameters={self.n_parameters}, merged={self.merged}")
+                f"parameters={self.n_parameters}, path={self.path}, merged={self.merged}")

@@ -198,7 +198,7 @@ def get_quanta_model(model: nn.Module, config: QuantaConfig) -> QuantaModel:
         parameter.requires_grad_(False)
     for name, module in targets:
         axes = config.axes_for(module.in_features, module.out_features)
-        _replace(model, name, QuantaLinear(module, axes, config.dropout, name=name))
+        _replace(model, name, QuantaLinear(module, axes, config.dropout, name=name, path=config.path))
     for _, module in saved:
         for parameter in module.parameters():
             parameter.requires_grad_(True)
