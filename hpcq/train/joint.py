@@ -1,0 +1,243 @@
+"""`hpcq train` for task "joint": the seed paper's quantum head on a sentence-transformer body that is trained
+with it, end to end: QuanTA adapters in the body (or LoRA, full fine-tuning, or a frozen body, as in task glue).
+The paper names an unfrozen body as future work; QuanTA makes it cheap.
+
+    sentences → the paper's split (hpcq.data.paper_split) → token rows → JointModel: the sentence transformer's
+    own modules (adapted by hpcq.adapters.methods; mean pooling and normalisation as when embedding) → head →
+    AdamW (head at train.lr, body at train.body_lr), early stopping on validation accuracy, a checkpoint every
+    epoch, MPI data parallel (the epoch, evaluation and checkpoint pieces of hpcq.train.loop) → test → one run file.
+
+At initialisation the body computes exactly the frozen embeddings of `hpcq embed` (QuanTA's update starts at
+zero), and with `method: frozen` the run is the frozen-body head of task head with embeddings made on the fly.
+
+Result groups: as task head's (metrics/ per-epoch curves and per-step step_loss; final/ val_accuracy,
+test_accuracy, sizes, n_trainable_params, best_epoch, epochs_run, stopped_early; timing/; energy/; model/
+parameter counts; weights/ the selected model's trainable tensors, QuanTA's θ0 and the head's buffers), plus
+final/adapter_params, head_params, total_params and quanta_axes or lora_rank.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from hpcq.adapters.methods import AdaptedModel, adapt_model
+from hpcq.adapters.targets import find_modules
+from hpcq.data import World, load_dataset, mpi_world, paper_split
+from hpcq.data.sentence_model import load_sentence_model, resolve_model
+from hpcq.errors import DataError
+from hpcq.models import build_head
+from hpcq.train.checkpoint import checkpoint_path
+from hpcq.train.dataparallel import barrier, broadcast
+from hpcq.train.loop import Split, TrainState, _checkpoint, _improved, _resume, evaluate, train_epoch
+
+HEAD = "head"  # the head's module name in JointModel, trained by every method
+
+
+class SentenceEncoder(nn.Module):
+    """Token rows [n, 2, max_length] (input ids, attention mask) → sentence embeddings [n, hidden] through the
+    sentence transformer's own modules, so pooling and normalisation are those `hpcq embed` used."""
+
+    def __init__(self, transformer: nn.Module):
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        ids, mask = tokens[:, 0], tokens[:, 1]
+        width = max(int(mask.sum(dim=1).max()), 1)  # rows are padded to max_length: trim to the longest here
+        features = {"input_ids": ids[:, :width], "attention_mask": mask[:, :width]}
+        return self.transformer(features)["sentence_embedding"]
+
+
+class JointModel(nn.Module):
+    """Body and head as one module: `forward(tokens)` = head(body(tokens)), differentiable through both."""
+
+    def __init__(self, body: SentenceEncoder, head: nn.Module):
+        super().__init__()
+        self.body = body
+        self.head = head
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(tokens).to(self.head_dtype))
+
+    @property
+    def head_dtype(self) -> torch.dtype:
+        return next(iter(self.head.parameters())).dtype
+
+    def train(self, mode: bool = True) -> JointModel:
+        """A body with nothing to train stays in eval mode: no dropout, so it computes the frozen embeddings."""
+        super().train(mode)
+        if mode and not any(p.requires_grad for p in self.body.parameters()):
+            self.body.eval()
+        return self
+
+
+@dataclass
+class JointData:
+    """Token rows and labels of one run's train, validation and test sentences."""
+
+    train: Split
+    validation: Split
+    test: Split
+    n_classes: int
+
+
+def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> torch.Tensor:
+    """[n, 2, max_length] int64: input ids and attention mask, padded (and truncated) to max_length."""
+    encoded = tokenizer(texts, max_length=max_length, truncation=True, padding="max_length", return_tensors="pt")
+    return torch.stack([encoded["input_ids"], encoded["attention_mask"]], dim=1).long()
+
+
+def load_joint_data(config: dict, tokenizer: Any) -> JointData:
+    """The paper's split of `data.dataset`, tokenized. Validation and test rows are ordered by length (their
+    accuracy does not depend on the order, and batches of similar lengths carry less padding)."""
+    data = config["data"]
+    dataset = load_dataset(data["dataset"])
+    if dataset.is_pair:
+        raise DataError(f"data.dataset={data['dataset']!r} has sentence pairs; task joint embeds single sentences "
+                        "(use sst2-sentences, or task glue for pair tasks)")
+    labels = np.asarray(dataset.labels)
+    split_seed = config["seed"] if data["split_seed"] is None else data["split_seed"]
+    split = paper_split(labels, split_seed, data["per_class"], data["validation_fraction"])
+    test = split.test
+    if data["test_subset"] is not None and data["test_subset"] < len(test):
+        test = np.sort(np.random.default_rng(split_seed).choice(test, size=data["test_subset"], replace=False))
+
+    def part(rows: np.ndarray, by_length: bool) -> Split:
+        tokens = tokenize(tokenizer, [dataset.texts[i] for i in rows], data["max_length"])
+        targets = torch.as_tensor(labels[rows]).long()
+        if by_length:
+            order = torch.argsort(tokens[:, 1].sum(dim=1), stable=True)
+            tokens, targets = tokens[order], targets[order]
+        return Split(tokens, targets)
+
+    n_classes = len(dataset.label_names) if dataset.label_names else int(labels.max()) + 1
+    return JointData(part(split.train, False), part(split.validation, True), part(test, True), n_classes)
+
+
+def build_joint_model(config: dict, transformer: nn.Module, n_classes: int) -> AdaptedModel:
+    """`transformer` (a SentenceTransformer) with the configured method on its body and a fresh head. The head
+    is built right after seeding, as task head builds it, so `method: frozen` starts from the frozen-body run's
+    head weights; QuanTA's gates are drawn after it."""
+    if config["train"]["body_dropout"] is not None:
+        for module in transformer.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = config["train"]["body_dropout"]
+    torch.manual_seed(config["seed"])
+    head = build_head(config["model"], transformer.get_embedding_dimension(), n_classes, torch.float32)
+    adapter = config["adapter"]
+    return adapt_model(JointModel(SentenceEncoder(transformer), head), config["method"],
+                       target_modules=adapter["target_modules"], head_modules=[HEAD], axes=adapter["axes"],
+                       n_axes=adapter["n_axes"], dropout=adapter["dropout"], path=adapter["path"],
+                       lora_rank=adapter["lora_rank"], lora_alpha=adapter["lora_alpha"])
+
+
+def optimizer_for(model: nn.Module, train: dict) -> torch.optim.Optimizer:
+    """AdamW with two groups: the head at `train.lr`, every other trainable tensor (the body's) at `body_lr`."""
+    head_ids = {id(p) for _, module in find_modules(model, [HEAD], "head") for p in module.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) in head_ids], "lr": train["lr"]},
+              {"params": [p for p in trainable if id(p) not in head_ids], "lr": train["body_lr"]}]
+    return torch.optim.AdamW([group for group in groups if group["params"]], weight_decay=train["weight_decay"])
+
+
+def selected_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What defines a trained joint model beyond the base body: trainable tensors, QuanTA's θ0 and the head's
+    buffers (copies; the frozen body is the packaged model and need not be kept once per epoch)."""
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    return {key: value.detach().clone() for key, value in model.state_dict().items()
+            if key in trainable or ".quanta_frozen_" in key or f".{HEAD}." in f".{key}"}
+
+
+def fit_joint(model: nn.Module, optimizer: torch.optim.Optimizer, data: JointData, config: dict, world: World,
+              checkpoint_file: Path, resume: bool, progress: bool = True) -> TrainState:
+    """Epochs of `hpcq.train.loop.train_epoch` until train.epochs or train.patience epochs without a better
+    validation accuracy; a checkpoint after each. The state keeps the selected model's `selected_state`."""
+    t = config["train"]
+    state = (_resume(checkpoint_file, model, optimizer, config, world) if resume else None) or TrainState()
+    bar = tqdm(total=t["epochs"], initial=state.epoch, desc=f"joint {config['method']}", unit="epoch",
+               disable=not progress or world.rank != 0)
+    while not state.stopped_early and state.epoch < t["epochs"]:
+        started = time.perf_counter()
+        train_scores = train_epoch(model, optimizer, data.train, state.epoch, config["seed"], t["batch_size"], world,
+                                   state)
+        val_loss, val_accuracy = evaluate(model, data.validation, world, t["eval_batch_size"])
+        state.epoch += 1
+        for name, value in zip(state.curves, (*train_scores, val_loss, val_accuracy)):
+            state.curves[name].append(value)
+        if _improved(state, val_loss, val_accuracy):
+            state.best_accuracy, state.best_loss, state.best_epoch = val_accuracy, val_loss, state.epoch
+            state.best_model = selected_state(model)
+            state.epochs_without_improvement = 0
+        else:
+            state.epochs_without_improvement += 1
+            state.stopped_early = state.epochs_without_improvement >= t["patience"]
+        state.epoch_seconds.append(broadcast(time.perf_counter() - started, world))
+        _checkpoint(checkpoint_file, model, optimizer, state, config, world)
+        bar.update(1)
+        bar.set_postfix(loss=f"{train_scores[0]:.3f}", val_acc=f"{val_accuracy:.3f}", best=f"{state.best_accuracy:.3f}")
+    bar.close()
+    return state
+
+
+def _method_facts(adapted: AdaptedModel) -> dict[str, Any]:
+    facts: dict[str, Any] = {"adapter_params": adapted.counts["adapter"], "head_params": adapted.counts["head"],
+                             "total_params": adapted.counts["total"]}
+    if "axes" in adapted.details:
+        facts["quanta_axes"] = ", ".join(sorted({"-".join(map(str, a)) for a in adapted.details["axes"].values()}))
+    if "lora_rank" in adapted.details:
+        facts["lora_rank"] = adapted.details["lora_rank"]
+    return facts
+
+
+def train_joint(config: dict, out: str | Path, resume: bool = False, progress: bool = True) -> Path | None:
+    """Run one joint training described by a validated run config (`hpcq.train.config.load_config`) and write
+    its result to `out` (checkpoint: `out` + ".ckpt", removed once the result is written); returns the path on
+    rank 0 (None on other ranks)."""
+    from hpcq.energy import EnergyMeter
+    from hpcq.results import write_run
+
+    out = Path(out)
+    world = mpi_world()
+    if config["train"]["threads"]:
+        torch.set_num_threads(config["train"]["threads"])
+    started = time.perf_counter()
+    transformer = load_sentence_model(resolve_model(config["data"]["model"]))
+    data = load_joint_data(config, transformer.tokenizer)
+    adapted = build_joint_model(config, transformer, data.n_classes)
+    model = adapted.model
+    optimizer = optimizer_for(model, config["train"])
+    torch.manual_seed(config["seed"] + 7919 * world.rank + 1)  # each rank's own shots, noise and dropout
+    with EnergyMeter(config["energy"]["method"]) as meter:
+        state = fit_joint(model, optimizer, data, config, world, checkpoint_path(out), resume, progress)
+        model.load_state_dict(state.best_model, strict=False)
+        test_started = time.perf_counter()
+        _, test_accuracy = evaluate(model, data.test, world, config["train"]["eval_batch_size"])
+        test_seconds = time.perf_counter() - test_started
+    if world.rank != 0:
+        barrier(world)
+        return None
+    head = find_modules(model, [HEAD], "head")[0][1]
+    path = write_run(
+        out, kind="train", config=config,
+        metrics={**state.curves, "step_loss": state.step_loss},
+        final={"val_accuracy": state.best_accuracy, "test_accuracy": test_accuracy, "train_size": len(data.train),
+               "val_size": len(data.validation), "test_size": len(data.test),
+               "n_trainable_params": adapted.counts["trainable"], "best_epoch": state.best_epoch,
+               "epochs_run": state.epoch, "stopped_early": state.stopped_early, **_method_facts(adapted)},
+        timing={"epoch_s": state.epoch_seconds, "total_s": time.perf_counter() - started, "test_s": test_seconds,
+                "ranks": world.size},
+        energy=meter.reading.as_dict(),
+        extra={"model": {"parameters": head.parameter_counts() if hasattr(head, "parameter_counts") else {}},
+               "weights": {name: value.cpu().numpy() for name, value in state.best_model.items()}},
+    )
+    checkpoint_path(out).unlink(missing_ok=True)  # the result is whole; the run cannot be resumed any further
+    barrier(world)
+    return path
