@@ -65,6 +65,30 @@ def bench_head(
         render(report)
 
 
+@bench_app.command("adapters")
+def bench_adapters(
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.json, report.md and the runs/.")],
+    config: Annotated[Path, typer.Option(help="Run config of task glue.")] = Path("config/runs/quanta_glue.yaml"),
+    task: Annotated[Optional[list[str]], typer.Option(help="GLUE task (repeatable; default SST-2 and MRPC).")] = None,
+    method: Annotated[Optional[list[str]], typer.Option(help="quanta, lora, full, frozen (repeatable; default all).")] = None,
+    train_subset: Annotated[int, typer.Option(help="Training rows per run (0: all).")] = 1000,
+    epochs: Annotated[int, typer.Option(help="Epochs per training run.")] = 1,
+    repeats: Annotated[int, typer.Option(help="Interleaved timing rounds.")] = 7,
+    threads: Annotated[int, typer.Option(help="torch threads (1 is steadiest on a shared machine).")] = 1,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="key.path=value for the runs (repeatable).")] = None,
+    quality: Annotated[bool, typer.Option(help="Train each method for its test metric (--no-quality: timing only).")] = True,
+) -> None:
+    """QuanTA vs LoRA at a matched parameter count vs full fine-tuning vs a frozen body: test metric, train step
+    time (interleaved, medians), memory, and merged inference against the base model."""
+    from hpcq.bench.adapters import METHODS, AdapterBenchSpec, run_adapter_bench
+
+    spec = AdapterBenchSpec(str(config), tuple(task or ("SST-2", "MRPC")), tuple(method or METHODS),
+                            train_subset or None, epochs, repeats, threads, tuple(overrides or ()), quality)
+    report = run_adapter_bench(spec, out)
+    print((out / "report.md").read_text())
+    print(f"report: {out / 'report.json'}; load average before {report['load_before']}, after {report['load_after']}")
+
+
 @app.command()
 def embed(
     dataset: Annotated[str, typer.Option(help="sst2-sentences, glue/SST-2, glue/MRPC, glue/RTE, glue/CoLA, "

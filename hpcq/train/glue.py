@@ -128,7 +128,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _load_model(model_name: str, task: str) -> torch.nn.Module:
+def load_classifier(model_name: str, task: str) -> torch.nn.Module:
     """The body of `model_name` with a fresh sequence-classification head for `task`."""
     spec = resolve_model(model_name)
     if model_name == PACKAGED:
@@ -164,7 +164,7 @@ def _take(shard: TokenShard, rows: np.ndarray) -> TokenShard:
     return TokenShard({name: values[rows] for name, values in shard.arrays.items()}, shard.ids[rows], shard.attrs)
 
 
-def _batch(shard: TokenShard, rows: np.ndarray | torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+def batch_inputs(shard: TokenShard, rows: np.ndarray | torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
     """Model inputs of `rows`, trimmed to the longest row in the batch (the shards are padded to max_length)."""
     rows = np.asarray(rows)
     mask = shard.arrays["attention_mask"][rows]
@@ -182,7 +182,7 @@ def evaluate(model: torch.nn.Module, shard: TokenShard, task: str, batch_size: i
     model.eval()
     outputs = []
     for start in range(0, len(shard), batch_size):
-        batch = _batch(shard, np.arange(start, min(start + batch_size, len(shard))), device)
+        batch = batch_inputs(shard, np.arange(start, min(start + batch_size, len(shard))), device)
         batch.pop("labels")
         logits = model(**batch).logits.float()
         outputs.append((logits[:, 0] if task in REGRESSION_TASKS else logits.argmax(dim=-1)).cpu().numpy())
@@ -241,7 +241,7 @@ def _train_epoch(model, optimizer, scheduler, shard: TokenShard, config: dict, e
     metrics = state["metrics"]
     losses = []
     for start in range(0, len(shard), train["batch_size"]):
-        batch = _batch(shard, order[start:start + train["batch_size"]].numpy(), device)
+        batch = batch_inputs(shard, order[start:start + train["batch_size"]].numpy(), device)
         _sync(device)
         memory.reset()
         started = time.perf_counter()
@@ -288,7 +288,7 @@ def train_glue(config: dict, out: str | Path, resume: bool = False, progress: bo
 
     torch.manual_seed(config["seed"])  # the head's and the adapter's initial weights
     adapter = config["adapter"]
-    adapted = adapt_model(_load_model(config["data"]["model"], task), config["method"],
+    adapted = adapt_model(load_classifier(config["data"]["model"], task), config["method"],
                           target_modules=adapter["target_modules"], head_modules=adapter["head_modules"],
                           axes=adapter["axes"], n_axes=adapter["n_axes"], dropout=adapter["dropout"],
                           path=adapter["path"], lora_rank=adapter["lora_rank"], lora_alpha=adapter["lora_alpha"])

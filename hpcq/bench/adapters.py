@@ -1,0 +1,327 @@
+"""`hpcq bench adapters`: QuanTA against LoRA at a matched trainable parameter count, full fine-tuning and a
+frozen body, on a Hugging Face model with its real weights (default: the packaged MiniLM) and GLUE tasks.
+
+Three measurements per task, each made so that a machine shared with other jobs biases no method:
+
+* quality: one `hpcq train` run (task glue, the given run config with method, task, training subset and epochs
+  set) per method, each in its own process, so its peak resident memory is its own; the run files stay in
+  `out/runs/` and a finished one is reused. Gives the test metric (GLUE dev), the run's median step time and
+  its peak memory.
+* speed, interleaved: every method's model in one process on the same real training batch; in each of
+  `repeats` rounds every method takes one optimizer step, in an order rotated every round, so load from other
+  processes falls on all methods alike; the report gives medians. QuanTA's forward path that "auto" did not
+  choose for this batch (chain or dense, `hpcq.adapters.quanta.layer`) is timed as well. Memory beyond the weights: the bytes autograd keeps for
+  backward in one step (exact: a saved-tensor hook, storages counted once, weights excluded) plus the
+  gradients and AdamW moments of the trainable tensors.
+* inference, interleaved: the base model against QuanTA merged (`merge_and_unload`, a plain model again) and
+  unmerged (the cached W0 − T(θ0) + T(θ)) on one evaluation batch, after checking that merged and unmerged
+  logits agree.
+
+`uptime` load averages are recorded before and after; the report is JSON plus a Markdown table.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from hpcq.adapters.methods import METHODS, AdaptedModel, adapt_model
+from hpcq.errors import ConfigError
+from hpcq.train.config import load_config
+
+
+
+@dataclass(frozen=True)
+class AdapterBenchSpec:
+    """What to run: the glue run config, tasks, methods, and the sizes that keep it within a small machine."""
+
+    config: str = "config/runs/quanta_glue.yaml"
+    tasks: tuple[str, ...] = ("SST-2", "MRPC")
+    methods: tuple[str, ...] = METHODS
+    train_subset: int | None = 1000
+    epochs: int = 1
+    repeats: int = 7
+    threads: int = 1
+    overrides: tuple[str, ...] = ()
+    quality: bool = True
+
+
+@dataclass
+class TaskReport:
+    task: str
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inference: dict[str, Any] = field(default_factory=dict)
+    batch_tokens: int = 0
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages, as `uptime` prints them."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def _task_config(spec: AdapterBenchSpec, task: str, method: str) -> dict:
+    overrides = [*spec.overrides, f"data.glue_task={task}", f"method={method}", f"train.epochs={spec.epochs}",
+                 f"train.threads={spec.threads}", "train.device=cpu"]
+    if spec.train_subset is not None:
+        overrides.append(f"data.train_subset={spec.train_subset}")
+    task_of_file = load_config(spec.config)["task"]
+    if task_of_file != "glue":
+        raise ConfigError(f"--config {spec.config} is a task {task_of_file!r} config; the benchmark needs task glue "
+                          "(e.g. config/runs/quanta_glue.yaml)")
+    return load_config(spec.config, overrides)
+
+
+def _quality_run(config: dict, out: Path) -> dict[str, Any]:
+    """One `hpcq train` process (reused when its result exists); its metric, step time and peak memory."""
+    import yaml
+
+    from hpcq.results import read_run
+
+    if not out.exists():
+        config_file = out.with_suffix(".yaml")
+        config_file.write_text(yaml.safe_dump(config))
+        env = {**os.environ, "OMP_NUM_THREADS": str(config["train"]["threads"])}
+        completed = subprocess.run([sys.executable, "-m", "hpcq", "train", "--config", str(config_file),
+                                    "--out", str(out)], env=env, capture_output=True, text=True)
+        if completed.returncode != 0:
+            raise ConfigError(f"benchmark run {out.name} failed: {completed.stderr.strip()[-800:]}")
+    run = read_run(out)
+    memory = run.extra["memory"]
+    return {"metric_name": run.final["test_metric_name"], "metric": float(run.final["test_metric"]),
+            "run_step_s": float(run.timing["step_s_median"]), "run_train_s": float(run.timing["train_s"]),
+            "peak_rss_bytes": int(memory["peak_bytes"]), "baseline_rss_bytes": int(memory["baseline_bytes"]),
+            "memory_method": memory["method"], "trainable_params": int(run.final["n_trainable_params"]),
+            "adapter_params": int(run.final["adapter_params"]), "run_file": str(out)}
+
+
+def _adapted(config: dict, method: str, path: str | None = None) -> AdaptedModel:
+    from hpcq.train.glue import load_classifier
+
+    adapter = config["adapter"]
+    torch.manual_seed(config["seed"])
+    return adapt_model(load_classifier(config["data"]["model"], config["data"]["glue_task"]), method,
+                       target_modules=adapter["target_modules"], head_modules=adapter["head_modules"],
+                       axes=adapter["axes"], n_axes=adapter["n_axes"], dropout=adapter["dropout"],
+                       path=path or adapter["path"], lora_rank=adapter["lora_rank"], lora_alpha=adapter["lora_alpha"])
+
+
+def _real_batches(config: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A training batch (batch_size random training rows) and an evaluation batch (the first dev rows)."""
+    from hpcq.data.tokens import read_token_shard, tokenize_glue
+    from hpcq.train.glue import batch_inputs
+
+    data, train = config["data"], config["train"]
+    paths = tokenize_glue(data["glue_task"], data["model"], data["tokens_dir"], data["max_length"])
+    shard, dev = read_token_shard(paths["train"]), read_token_shard(paths["dev"])
+    rows = np.random.default_rng(config["seed"]).choice(len(shard), size=train["batch_size"], replace=False)
+    evaluation = batch_inputs(dev, np.arange(min(len(dev), train["eval_batch_size"])), torch.device("cpu"))
+    evaluation.pop("labels")
+    return batch_inputs(shard, np.sort(rows), torch.device("cpu")), evaluation
+
+
+def saved_for_backward_bytes(model: nn.Module, step: Callable[[], torch.Tensor]) -> int:
+    """Bytes of the tensors autograd saves for backward while `step()` builds the graph: each storage once,
+    and none of the model's own weights or buffers (they are resident anyway)."""
+    resident = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in resident:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = step()
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(storages.values())
+
+
+def _dense_chosen(adapted: AdaptedModel, batch: dict[str, torch.Tensor]) -> bool:
+    """Whether the QuanTA layers of `adapted` take the dense path on `batch` (as they do in its forward)."""
+    tokens = int(batch["input_ids"].numel())
+    return all(layer.chooses_dense(tokens) for layer in adapted.model.quanta_layers.values())
+
+
+def _stepper(model: nn.Module, batch: dict[str, torch.Tensor], lr: float) -> Callable[[], float]:
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr)
+
+    def step() -> float:
+        started = time.perf_counter()
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return time.perf_counter() - started
+
+    return step
+
+
+def interleaved(calls: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each call per round: one warm-up round, then `repeats` rounds in an order rotated each round."""
+    names = list(calls)
+    for name in names:
+        calls[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(calls[name]())
+    return times
+
+
+def _timed(function: Callable[[], Any]) -> Callable[[], float]:
+    def call() -> float:
+        started = time.perf_counter()
+        function()
+        return time.perf_counter() - started
+
+    return call
+
+
+def _memory_row(adapted: AdaptedModel, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+    model = adapted.model.train()
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    row = {"trainable_params": adapted.counts["trainable"],
+           "activation_bytes": saved_for_backward_bytes(model, lambda: model(**batch).loss),
+           "optimizer_bytes": 3 * trainable}  # gradient + AdamW's two moments
+    if "lora_rank" in adapted.details:
+        row["lora_rank"] = adapted.details["lora_rank"]
+    if adapted.method == "quanta":
+        row["path"] = "dense" if _dense_chosen(adapted, batch) else "chain"
+    return row
+
+
+def speed(config: dict, methods: tuple[str, ...], repeats: int) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int]:
+    """Interleaved train-step medians and memory per method (and QuanTA's other path), interleaved inference;
+    also returns the training batch's token count."""
+    from hpcq.train.glue import learning_rate
+
+    batch, evaluation = _real_batches(config)
+    variants: dict[str, AdaptedModel] = {}
+    for method in methods:
+        variants[method] = _adapted(config, method)
+        if method == "quanta":  # the path auto did not choose for this batch, for comparison
+            other = "chain" if _dense_chosen(variants[method], batch) else "dense"
+            variants[f"quanta[{other}]"] = _adapted(config, method, other)
+    report = {name: _memory_row(adapted, batch) for name, adapted in variants.items()}
+    steps = {name: _stepper(adapted.model, batch, learning_rate({**config, "method": adapted.method}))
+             for name, adapted in variants.items()}
+    for name, seconds in interleaved(steps, repeats).items():
+        report[name].update(step_s=statistics.median(seconds), step_s_all=seconds)
+    inference = _inference(config, variants.get("quanta"), evaluation, repeats)
+    return report, inference, int(batch["attention_mask"].sum())
+
+
+@torch.no_grad()
+def _inference(config: dict, quanta: AdaptedModel | None, evaluation: dict[str, torch.Tensor],
+               repeats: int) -> dict[str, Any]:
+    if quanta is None:
+        return {}
+    from hpcq.train.glue import load_classifier
+
+    base = load_classifier(config["data"]["model"], config["data"]["glue_task"]).eval()
+    unmerged = copy.deepcopy(quanta.model).eval()
+    generator = torch.Generator().manual_seed(1)
+    for name, parameter in unmerged.named_parameters():  # a trained-looking update, so merging changes W
+        if "quanta_gates" in name:
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    expected = unmerged(**evaluation).logits
+    merged = copy.deepcopy(unmerged).merge_and_unload().eval()
+    difference = float((merged(**evaluation).logits - expected).abs().max())
+    calls = {name: _timed(lambda m=model: m(**evaluation)) for name, model in
+             (("base", base), ("quanta_merged", merged), ("quanta_unmerged", unmerged))}
+    times = interleaved(calls, repeats)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return {"rows": int(evaluation["input_ids"].shape[0]), "median_s": medians, "all_s": times,
+            "merged_over_base": medians["quanta_merged"] / medians["base"],
+            "unmerged_over_base": medians["quanta_unmerged"] / medians["base"],
+            "merged_vs_unmerged_max_abs_logit_difference": difference}
+
+
+def run_adapter_bench(spec: AdapterBenchSpec, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Run the benchmark for every task; write `out/report.json` and `out/report.md`; return the report."""
+    unknown = sorted(set(spec.methods) - set(METHODS))
+    if unknown:
+        raise ConfigError(f"--method {unknown} is not one of {', '.join(METHODS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs").mkdir(exist_ok=True)
+    torch.set_num_threads(spec.threads)
+    report: dict[str, Any] = {"spec": asdict(spec), "load_before": load_average(), "tasks": {},
+                              "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    for task in spec.tasks:
+        configs = {method: _task_config(spec, task, method) for method in spec.methods}
+        task_report = TaskReport(task)
+        if spec.quality:
+            for method, config in configs.items():
+                if progress:
+                    print(f"[bench adapters] {task} {method}: training run (load {load_average()})", flush=True)
+                task_report.methods[method] = _quality_run(config, out / "runs" / f"{task}-{method}.h5")
+        if progress:
+            print(f"[bench adapters] {task}: interleaved step timing (load {load_average()})", flush=True)
+        timings, task_report.inference, task_report.batch_tokens = speed(configs[spec.methods[0]], spec.methods,
+                                                                         spec.repeats)
+        for name, values in timings.items():
+            task_report.methods.setdefault(name, {}).update(values)
+        report["tasks"][task] = asdict(task_report)
+        _write(report, out)  # after every task, so a long run leaves what it has measured
+    report["load_after"] = load_average()
+    _write(report, out)
+    return report
+
+
+def _write(report: dict[str, Any], out: Path) -> None:
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(render_markdown(report))
+
+
+def _mb(value: float | None) -> str:
+    return "" if value is None else f"{value / 2**20:.1f}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown tables: one row per (task, method), then inference per task."""
+    spec = report["spec"]
+    lines = [f"QuanTA vs LoRA (matched parameters) vs full vs frozen: {spec['config']}, train subset "
+             f"{spec['train_subset']}, {spec['epochs']} epoch(s), {spec['threads']} thread(s), {spec['repeats']} "
+             f"interleaved rounds. Load average before {report['load_before']}, after {report.get('load_after')}.",
+             "", "| task | method | trainable params | test metric | step s (interleaved median) | × LoRA | "
+             "step s (in run) | activations MB | grads+AdamW MB | peak RSS MB (run) |", "|" + "---|" * 10]
+    for task, task_report in report["tasks"].items():
+        methods = task_report["methods"]
+        lora = methods.get("lora", {}).get("step_s")
+        for name, row in methods.items():
+            cells = [task, name + (f" (r={row['lora_rank']})" if "lora_rank" in row else ""),
+                     str(row.get("trainable_params", "")),
+                     f"{row['metric_name']} {row['metric']:.4f}" if "metric" in row else "",
+                     f"{row['step_s']:.3f}" if "step_s" in row else "",
+                     f"{row['step_s'] / lora:.2f}" if lora and "step_s" in row else "",
+                     f"{row['run_step_s']:.3f}" if "run_step_s" in row else "",
+                     _mb(row.get("activation_bytes")), _mb(row.get("optimizer_bytes")), _mb(row.get("peak_rss_bytes"))]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| task | tokens per train batch | eval rows | base s | QuanTA merged s | merged / base | "
+                  "QuanTA unmerged s | unmerged / base | max logit difference merged vs unmerged |", "|" + "---|" * 9]
+    for task, task_report in report["tasks"].items():
+        inference = task_report["inference"]
+        if not inference:
+            continue
+        median = inference["median_s"]
+        lines.append(f"| {task} | {task_report['batch_tokens']} | {inference['rows']} | {median['base']:.3f} | "
+                     f"{median['quanta_merged']:.3f} | {inference['merged_over_base']:.3f} | "
+                     f"{median['quanta_unmerged']:.3f} | {inference['unmerged_over_base']:.3f} | "
+                     f"{inference['merged_vs_unmerged_max_abs_logit_difference']:.2e} |")
+    return "\n".join(lines) + "\n"

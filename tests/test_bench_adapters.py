@@ -1,0 +1,70 @@
+"""`hpcq bench adapters` on cut copies of the real GLUE files and the packaged MiniLM: the report has every
+method's metric, interleaved step times and memory, QuanTA's other forward path, and merged inference that
+matches the unmerged model; the Markdown table and the CLI verb."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hpcq.bench.adapters import AdapterBenchSpec, interleaved, run_adapter_bench
+from hpcq.errors import ConfigError
+from test_glue_tokens import small_glue
+
+SMALL = ("data.max_length=32", "train.batch_size=8", "train.eval_batch_size=16", "adapter.axes=[8,8,6]",
+         "energy.method=estimate")
+
+
+@pytest.fixture
+def sst2(tmp_path, monkeypatch):
+    root = small_glue(tmp_path / "data", "SST-2", {"train": 24, "dev": 16})
+    monkeypatch.setenv("HPCQ_DATA", str(root))
+    return root
+
+
+def test_interleaved_rotates_the_order_and_keeps_every_time():
+    order = []
+    calls = {name: (lambda n=name: order.append(n) or 0.5) for name in "abc"}
+    times = interleaved(calls, repeats=3)
+    assert order == list("abc") + list("abc") + list("bca") + list("cab")  # a warm-up round first
+    assert times == {name: [0.5] * 3 for name in "abc"}
+
+
+@pytest.mark.slow
+def test_report_compares_quanta_and_lora(tmp_path, sst2):
+    spec = AdapterBenchSpec(tasks=("SST-2",), methods=("quanta", "lora"), train_subset=16, repeats=2,
+                            overrides=SMALL)
+    report = run_adapter_bench(spec, tmp_path / "bench", progress=False)
+    methods = report["tasks"]["SST-2"]["methods"]
+    assert set(methods) == {"quanta", "lora", f"quanta[{'dense' if methods['quanta']['path'] == 'chain' else 'chain'}]"}
+    for name in ("quanta", "lora"):
+        row = methods[name]
+        assert row["metric_name"] == "accuracy" and 0 <= row["metric"] <= 1 and row["peak_rss_bytes"] > 0
+        assert len(row["step_s_all"]) == 2 and row["step_s"] > 0 and row["activation_bytes"] > 0
+    assert methods["lora"]["lora_rank"] == 11 and methods["quanta"]["adapter_params"] == 104_448
+    # QuanTA keeps at most a few activation-sized tensors more than LoRA of the same parameter count
+    assert methods["quanta"]["activation_bytes"] < 2 * methods["lora"]["activation_bytes"]
+    inference = report["tasks"]["SST-2"]["inference"]
+    assert inference["merged_vs_unmerged_max_abs_logit_difference"] < 1e-5 and inference["rows"] == 16
+    assert set(inference["median_s"]) == {"base", "quanta_merged", "quanta_unmerged"}
+    table = (tmp_path / "bench" / "report.md").read_text()
+    assert "| SST-2 | lora (r=11) |" in table and "merged / base" in table
+    assert json.loads((tmp_path / "bench" / "report.json").read_text())["load_after"]
+    assert sorted(p.name for p in (tmp_path / "bench" / "runs").glob("*.h5")) == ["SST-2-lora.h5", "SST-2-quanta.h5"]
+
+
+def test_bad_method_and_wrong_task_are_refused(tmp_path, sst2):
+    with pytest.raises(ConfigError, match=r"--method \['qlora'\] is not one of quanta, lora, full, frozen"):
+        run_adapter_bench(AdapterBenchSpec(methods=("qlora",)), tmp_path)
+    with pytest.raises(ConfigError, match="is a task 'joint' config; the benchmark needs task glue"):
+        run_adapter_bench(AdapterBenchSpec(config="config/runs/quanta_quantum_head.yaml", quality=False), tmp_path)
+
+
+def test_cli_verb_timing_only(tmp_path, sst2):
+    command = [sys.executable, "-m", "hpcq", "bench", "adapters", "--out", str(tmp_path / "b"), "--task", "SST-2",
+               "--method", "quanta", "--method", "frozen", "--no-quality", "--repeats", "1",
+               *[arg for item in SMALL for arg in ("--set", item)]]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "| SST-2 | frozen |" in completed.stdout and "load average before" in completed.stdout
