@@ -65,6 +65,32 @@ def bench_head(
         render(report)
 
 
+@bench_app.command("scale")
+def bench_scale(
+    qubits: Annotated[str, typer.Option(help="Qubit range A..B (inclusive).")],
+    out: Annotated[Path, typer.Option("--out", help="Summary HDF5; each run goes to OUT's stem folder.")],
+    ranks: Annotated[str, typer.Option(help="Comma-separated rank counts (powers of two), e.g. 1,2,4.")] = "1",
+    backend: Annotated[str, typer.Option(help="distributed (any ranks), statevector or custatevec (1 rank).")] = "distributed",
+    layers: Annotated[int, typer.Option(help="Layers L per PQC of the timed ansatz.")] = 1,
+    connectivity: Annotated[int, typer.Option(help="Ring distances C per layer.")] = 1,
+    reuploads: Annotated[int, typer.Option(help="Re-uploading blocks N.")] = 1,
+    dtype: Annotated[str, typer.Option(help="float32 or float64.")] = "float32",
+    device: Annotated[str, typer.Option(help="torch device: cpu or cuda (one GPU per rank).")] = "cpu",
+    threads: Annotated[Optional[int], typer.Option(help="torch threads per rank (default: OMP_NUM_THREADS).")] = None,
+    min_seconds: Annotated[float, typer.Option(help="Minimum timed seconds per run.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Time per gate pass, GB/s against the node's measured copy bandwidth, communication, strong and weak
+    scaling of one state vector over MPI ranks; starts itself under mpiexec when --ranks asks for more."""
+    from hpcq.bench.scale import ScaleSpec, bench_scale as run_bench, parse_qubits, parse_ranks
+
+    spec = ScaleSpec(parse_qubits(qubits), parse_ranks(ranks), backend, layers, connectivity, reuploads, dtype,
+                     device, threads, min_seconds)
+    code = run_bench(spec, out, as_json)
+    if code:
+        raise typer.Exit(code)
+
+
 @bench_app.command("adapters")
 def bench_adapters(
     out: Annotated[Path, typer.Option("--out", help="Folder for report.json, report.md and the runs/.")],

@@ -1,0 +1,105 @@
+"""`hpcq bench scale`: it starts itself under mpiexec (and works when already under mpiexec), its runs agree
+across rank counts, its run files carry what `hpcq energy` and `hpcq aggregate` read, oversized runs are
+skipped by the memory plan, and bad arguments are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hpcq.bench.scale import ScaleSpec, parse_qubits, parse_ranks, run_scale_bench, scaling_tables
+from hpcq.energy.crossover import fit_measured_gpu, load_config
+from hpcq.errors import ConfigError, ResourceError
+from hpcq.results.aggregate import collect_runs
+from hpcq.results.schema import read_run
+from test_sim_distributed import mpi_env, mpiexec
+
+ARGS = ["bench", "scale", "--qubits", "8..9", "--ranks", "1,2", "--min-seconds", "0.05", "--json"]
+
+
+def _run(command: list[str], env: dict[str, str]) -> dict:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=400, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _check_report(report: dict, out) -> None:
+    runs = {(r["n_qubits"], r["ranks"]): r for r in report["runs"]}
+    assert sorted(runs) == [(8, 1), (8, 2), (9, 1), (9, 2)]
+    for n in (8, 9):
+        single, split = runs[n, 1], runs[n, 2]
+        assert abs(single["z0"] - split["z0"]) < 1e-5  # the same state, whether split or not
+        assert single["comm_bytes"] == 0 and split["comm_bytes"] > 0 and split["exchanges"] > 0
+        assert split["comm_time_s"] > 0
+        for row in (single, split):
+            assert row["bytes_moved"] == 2 * 4 * 2**n  # read + write of a float32 real state per pass
+            assert row["time_per_pass_s"] > 0 and row["copy_gbps"] > 0 and row["passes"] >= 2
+            assert row["achieved_gbps"] == pytest.approx(row["bytes_moved"] / row["ranks"] / row["time_per_pass_s"] / 1e9)
+    assert {(e["n_qubits"], e["ranks"]) for e in report["strong"]} == {(8, 2), (9, 2)}
+    assert [(e["n_qubits"], e["local_qubits"]) for e in report["weak"]] == [(9, 8)]
+    summary = read_run(out)
+    assert summary.kind == "bench_scale_summary" and summary.final["runs"] == 4
+    assert list(summary.extra["scaling"]["strong"]["ranks"]) == [2, 2]
+    run = read_run(out.parent / out.stem / "n09_r2.h5")
+    assert run.kind == "bench_scale" and run.final["ranks"] == 2 and run.config["n_qubits"] == 9
+    assert {"method", "joules", "mean_watts", "interval_s", "devices"} <= set(run.energy)
+    assert run.energy["ranks_metered"] == 2 and run.energy["joules"] >= 0
+
+
+@pytest.mark.mpi
+def test_starts_itself_under_mpiexec_and_feeds_the_energy_fit(tmp_path):
+    out = tmp_path / "scale.h5"
+    env = mpi_env()
+    report = _run([sys.executable, "-m", "hpcq", *ARGS, "--out", str(out)], env)
+    _check_report(report, out)
+    runs = collect_runs(tmp_path, progress=False).runs
+    assert set(runs["run_kind"]) == {"bench_scale", "bench_scale_summary"}
+    measured = fit_measured_gpu(runs, load_config(None))
+    assert measured.overrides["gpu.memory_bandwidth_Bps"] > 0
+    assert measured.overrides["gpu.nvlink_bandwidth_Bps"] > 0  # from the 2-rank runs' exchanges
+
+
+@pytest.mark.mpi
+def test_runs_when_already_under_mpiexec(tmp_path):
+    out = tmp_path / "scale.h5"
+    report = _run([*mpiexec(2), sys.executable, "-m", "hpcq", *ARGS, "--out", str(out)], mpi_env())
+    _check_report(report, out)
+
+
+def test_a_run_that_does_not_fit_is_skipped_by_the_memory_plan():
+    spec = ScaleSpec((40, 40), (1,), min_seconds=0.01)
+    with pytest.raises(ResourceError, match=r"n=40 on 1 ranks: a 40-qubit state .* Fix: use at least \d+ ranks"):
+        run_scale_bench(spec, say=lambda _: None)
+
+
+def test_scaling_tables():
+    rows = [{"n_qubits": n, "ranks": r, "time_per_pass_s": t} for n, r, t in
+            [(10, 1, 1.0), (11, 1, 2.0), (11, 2, 1.25), (12, 4, 1.0)]]
+    tables = scaling_tables(rows)
+    assert tables["strong"] == [{"n_qubits": 11, "ranks": 2, "efficiency": 0.8, "speedup": 1.6}]
+    assert tables["weak"] == [{"n_qubits": 11, "local_qubits": 10, "ranks": 2, "efficiency": 0.8},
+                              {"n_qubits": 12, "local_qubits": 10, "ranks": 4, "efficiency": 1.0}]
+
+
+def test_bad_arguments_are_refused(monkeypatch):
+    assert parse_qubits("10..14") == (10, 14) and parse_qubits("12") == (12, 12)
+    assert parse_ranks("4,1,2") == (1, 2, 4)
+    with pytest.raises(ConfigError, match="must be a range A..B"):
+        parse_qubits("10-14")
+    with pytest.raises(ConfigError, match="comma-separated"):
+        parse_ranks("two")
+    with pytest.raises(ConfigError, match="not a power of two"):
+        ScaleSpec((10, 12), (1, 3)).validate()
+    with pytest.raises(ConfigError, match="--backend statevector runs on one rank"):
+        ScaleSpec((10, 12), (1, 2), backend="statevector").validate()
+    with pytest.raises(ConfigError, match="needs 2 MPI ranks but this job has 1"):
+        run_scale_bench(ScaleSpec((8, 8), (1, 2)))
+    from hpcq.bench.scale_launch import RELAUNCHED, relaunch
+
+    monkeypatch.setitem(os.environ, RELAUNCHED, "1")
+    with pytest.raises(ConfigError, match="still sees one"):
+        relaunch(2, ["bench", "scale"], None)
