@@ -16,6 +16,7 @@ BACKENDS: dict[str, str] = {
     "aer": "hpcq.sim.aer",
     "distributed": "hpcq.sim.distributed",
     "tensornet": "hpcq.sim.tensornet",
+    "custatevec": "hpcq.sim.custatevec",
 }
 
 
