@@ -35,6 +35,10 @@ from hpcq.sim.distributed import CommStats
 
 comm = MPI.COMM_WORLD
 n_global = comm.size.bit_length() - 1
+device = sys.argv[2] if len(sys.argv) > 2 else "cpu"  # "cuda": one GPU per rank (shared when fewer)
+exchange = sys.argv[3] if len(sys.argv) > 3 else "auto"
+if device == "cuda":
+    torch.cuda.set_device(comm.rank % torch.cuda.device_count())
 cases = {
     "random10": (random_circuit(10, 60, 6, 3, seed=10), 3),
     "random14-real": (random_circuit(14, 80, 6, 2, seed=19, names=("ry", "h", "x", "z", "cnot", "cz")), 2),
@@ -42,6 +46,8 @@ cases = {
     "encoder12": (encoder_circuit(n_features=3000, n_qubits=12, layers=1, connectivity=2), 2),
 }
 for name, (circuit, batch) in cases.items():
+    if exchange == "custatevec":
+        batch = 1 << (batch.bit_length() - 1)  # cuStateVec's sub-SV index bits include the batch
     n = circuit.n_qubits
     top = [q for q in range(n - n_global, n)]
     assert any(set(g.qubits) & set(top) for g in circuit.gates), "the case must act on global qubits"
@@ -51,13 +57,14 @@ for name, (circuit, batch) in cases.items():
     features = torch.randn(batch, circuit.n_features, dtype=torch.float64, generator=generator).requires_grad_()
     upstream = torch.randn(batch, len(labels), dtype=torch.float64, generator=generator)
 
-    def run(backend, **options):
-        values = expectation(circuit, weights, features, labels, backend=backend, **options)
-        grads = torch.autograd.grad((values * upstream).sum(), (weights, features))
-        return values.detach(), grads[0], grads[1]
+    def run(backend, on="cpu", **options):
+        w, x = weights.detach().to(on).requires_grad_(), features.detach().to(on).requires_grad_()
+        values = expectation(circuit, w, x, labels, backend=backend, **options)
+        grads = torch.autograd.grad((values * upstream.to(on)).sum(), (w, x))
+        return values.detach().cpu(), grads[0].cpu(), grads[1].cpu()
 
     stats = CommStats()
-    ours = run("distributed", stats=stats)
+    ours = run("distributed", on=device, stats=stats, exchange=exchange)
     reference = comm.bcast(run("statevector") if comm.rank == 0 else None, root=0)
     errors = [float((a - b).abs().max()) for a, b in zip(ours, reference)]
     print(json.dumps({"rank": comm.rank, "case": name, "errors": errors, "exchanges": stats.exchanges,
@@ -93,6 +100,26 @@ def test_distributed_equals_statevector_under_mpiexec(ranks):
         assert weight_error < 1e-6 and feature_error < 1e-6, row
         assert row["scale"] > 1e-3  # the gradients compared are not trivially zero
         assert row["exchanges"] > 0 and row["bytes"] > 0, row  # global qubits really moved between ranks
+
+
+@pytest.mark.mpi
+@pytest.mark.gpu
+@pytest.mark.parametrize("exchange", ["mpi", "custatevec"])
+def test_distributed_on_gpus_equals_statevector(exchange):
+    """CUDA tensors on 2 ranks: swaps staged through host memory (mpi) or by cuStateVec's swap worker."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    if exchange == "custatevec":
+        pytest.importorskip("cuquantum.bindings.custatevec", reason="cuquantum-python (the gpu extra) is not installed")
+        if not os.environ.get("HPCQ_CUDA_AWARE_MPI"):
+            pytest.skip("cuStateVec's swap worker needs CUDA-aware MPI; set HPCQ_CUDA_AWARE_MPI=1 where it is")
+    done = subprocess.run([*mpiexec(2), sys.executable, "-c", MPI_SCRIPT, str(TESTS), "cuda", exchange],
+                          capture_output=True, text=True, timeout=300, env=mpi_env())
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 8
+    for row in rows:
+        assert max(row["errors"]) < 1e-6 and row["exchanges"] > 0, row
 
 
 def test_one_rank_without_mpi_equals_statevector():

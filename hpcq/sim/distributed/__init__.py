@@ -8,8 +8,10 @@ Gates are fused into blocks of at most min(5, n_local) qubits; a plan over the b
 (`placement.plan_placement`) inserts batched index-bit swaps before blocks that touch global qubits. Swaps go
 through mpi4py `Sendrecv` on contiguous buffers (`exchange="mpi"`, CPU or GPU tensors, GPU data staged
 through host memory) or, on NVIDIA GPUs, through cuStateVec's distributed index-bit-swap scheduler and
-state-vector swap worker (`exchange="custatevec"`, needs the `gpu` extra). A memory plan (`hpcq.sim.plan`)
-runs before any allocation and stops an oversized run with the rank and node count that would fit.
+state-vector swap worker (`exchange="custatevec"`, needs the `gpu` extra and CUDA-aware MPI; written against
+the cuquantum-python 25.x API but not yet run on GPUs here, see `custatevec_swap.py`). A memory plan
+(`hpcq.sim.plan`) runs before any allocation and stops an oversized run with the rank and node count that
+would fit.
 """
 
 from __future__ import annotations
@@ -91,24 +93,30 @@ def check_memory(n_qubits: int, ranks: int, batch: int, amplitude: int, gradient
     return require_fit(plan, memory_per_rank, memory_per_node, **options)
 
 
-def _swapper(exchange: str, comm, device: torch.device, swap_buffer_bytes: int, stats: CommStats):
+def _swapper(exchange: str, comm, device: torch.device, swap_buffer_bytes: int, stats: CommStats, batch: int = 1):
+    """The index-bit swapper: "mpi" (mpi4py Sendrecv, any device), "custatevec" (cuStateVec's scheduler and
+    swap worker; CUDA tensors, CUDA-aware MPI, all ranks of the world, power-of-two batch) or "auto" (cuStateVec
+    when all of that holds, else mpi)."""
     if exchange not in EXCHANGES:
         raise ConfigError(f"exchange={exchange!r} is unknown; use one of {', '.join(EXCHANGES)}")
     if comm is None or comm.Get_size() == 1:
         return None
-    if exchange == "custatevec" or (exchange == "auto" and device.type == "cuda" and _has_cuquantum()):
+    if exchange == "custatevec" or (exchange == "auto" and _custatevec_usable(comm, device, batch)):
         from hpcq.sim.distributed.custatevec_swap import CuStateVecIndexBitSwapper
 
         return CuStateVecIndexBitSwapper(comm, device, swap_buffer_bytes, stats)
     return MpiIndexBitSwapper(comm, swap_buffer_bytes, stats)
 
 
-def _has_cuquantum() -> bool:
+def _custatevec_usable(comm, device: torch.device, batch: int) -> bool:
+    if device.type != "cuda" or batch & (batch - 1):
+        return False
     try:
         from cuquantum.bindings import custatevec  # noqa: F401
+        from mpi4py import MPI
     except ImportError:
         return False
-    return True
+    return comm.Get_size() == MPI.COMM_WORLD.Get_size()
 
 
 def measurement_groups(paulis, n_local: int) -> list[list[int]]:
@@ -185,7 +193,7 @@ def expectation(
     groups = measurement_groups(paulis, n - n_global)
     engine = DistributedEngine(compiled.blocks, placement_for(compiled.blocks, n, n_global, paulis, groups), groups,
                                paulis, complex_path, state_dtype, weights.device, Collectives(comm),
-                               _swapper(exchange, comm, weights.device, swap_buffer_bytes, stats))
+                               _swapper(exchange, comm, weights.device, swap_buffer_bytes, stats, batch))
     return _AdjointExpectation.apply(engine, batch, psi0, *matrices)
 
 
