@@ -88,10 +88,20 @@ def _gpu_libraries() -> list[Check]:
     ]
 
 
+def _compiled_kernel() -> Check:
+    from hpcq.sim.kernel import kernel_status
+
+    usable, detail = kernel_status()
+    fix = "" if usable else ("install a C compiler with OpenMP (apt-get install gcc, or module load gcc) or set CC; "
+                             "until then real circuits run on the slower PyTorch path")
+    return Check("statevector compiled kernels", usable, detail, fix)
+
+
 def diagnose() -> list[Check]:
     """Every check, usable or not, in a stable order."""
     checks = _torch_devices()
     checks.append(Check("backend statevector", True, "PyTorch, CPU" + (" and GPU" if checks[1].usable else "")))
+    checks.append(_compiled_kernel())
     checks.append(_python_package("backend aer", "qiskit_aer", "test", "reference simulator, noise, shots"))
     checks += _mpi()
     checks += _gpu_libraries()

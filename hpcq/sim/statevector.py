@@ -5,6 +5,10 @@ autograd), then applied to a batch of states chunk by chunk so a chunk's working
 Backward (adjoint method): starting from the final state ψ and the seed λ = 2 Σ g_i O_i ψ, each block is
 un-applied to ψ and λ, and dL/dU = λ ⊗ ψ̄ is one more matmul; autograd then carries dL/dU back to the angles.
 Memory: a few state vectors per chunk, whatever the depth; time: about 3-4 forward passes.
+
+Real circuits (gates ry, cnot, cz, x, z, h: the paper's ansatz) on CPU tensors run instead through compiled
+C kernels (`hpcq.sim.kernel`): gate by gate on SIMD vectors of samples, cache-blocked, with the same adjoint
+method; `kernel="torch"` forces this module's PyTorch path, `kernel="compiled"` insists on the kernels.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 from hpcq.circuits.circuit import Circuit
 from hpcq.errors import ConfigError
 from hpcq.sim.fusion import Block, fuse
+from hpcq.sim.kernel import DEFAULT_TILE_BYTES, KernelLibrary, compiled_expectation, load_library, unsupported_gates
 from hpcq.sim.layout import (
     Layout, apply_matrix, canonical_layout, leading_layout, outer_on_leading, permute_state, reorder_matrix,
 )
@@ -26,6 +31,8 @@ from hpcq.sim.observables import Pauli, parse_observables
 
 #: bytes of one chunk's state: small enough that ψ, λ and temporaries stay in the last-level cache
 DEFAULT_CHUNK_BYTES = 8 * 2**20
+#: values of expectation(kernel=...)
+KERNELS = ("auto", "compiled", "torch")
 
 
 @dataclass
@@ -247,19 +254,54 @@ def amplitude_state(features: torch.Tensor, n_amplitudes: int, n_qubits: int) ->
     return torch.nn.functional.pad(vector / norm, (0, 2**n_qubits - n_amplitudes))
 
 
+def _compiled_kernels(kernel: str, circuit: Circuit, device: torch.device) -> KernelLibrary | None:
+    """The compiled kernels when `kernel` asks for them and they can run this circuit here, else None."""
+    if kernel not in KERNELS:
+        raise ConfigError(f"kernel={kernel!r} is not one of {', '.join(KERNELS)}")
+    if kernel == "torch":
+        return None
+    complex_gates = unsupported_gates(circuit)
+    reason = None
+    if device.type != "cpu":
+        reason = f"they run on CPU tensors, and the weights are on {device}"
+    elif complex_gates:
+        reason = f"they run real circuits only, and gates {', '.join(complex_gates)} are complex"
+    if reason is None:
+        return load_library()  # None, with one warning per process, when they cannot be built
+    if kernel == "compiled":
+        raise ConfigError(f"kernel='compiled' cannot be used: {reason}; use kernel='auto' or kernel='torch'")
+    return None
+
+
 def expectation(
     circuit: Circuit,
     weights: torch.Tensor,
     features: torch.Tensor | None,
     observables="Z",
     *,
+    kernel: str = "auto",
     max_fused_qubits: int = 5,
     max_fused_rotations: int = 6,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    tile_bytes: int = DEFAULT_TILE_BYTES,
 ) -> torch.Tensor:
-    """<O_i> for each sample: [batch, n_observables], differentiable in weights and features."""
+    """<O_i> for each sample: [batch, n_observables], differentiable in weights and features.
+
+    `kernel`: "auto" runs real circuits on CPU through the compiled kernels (when a C compiler is available)
+    and everything else through PyTorch; "compiled" or "torch" force one. `max_fused_*` and `chunk_bytes`
+    tune the PyTorch path, `tile_bytes` (the cache block) the compiled one.
+    """
     weights, features, batch = _validate_inputs(circuit, weights, features)
     paulis = parse_observables(observables, circuit.n_qubits)
+    library = _compiled_kernels(kernel, circuit, weights.device)
+    if library is not None:
+        gradient = torch.is_grad_enabled() and (weights.requires_grad or
+                                                (features is not None and features.requires_grad))
+        check_statevector_fits(circuit.n_qubits, batch, weights.dtype, False, weights.device, gradient)
+        psi0 = None
+        if circuit.amplitude_features is not None:
+            psi0 = amplitude_state(features, circuit.amplitude_features, circuit.n_qubits)
+        return compiled_expectation(circuit, weights, features, paulis, psi0, library, tile_bytes=tile_bytes)
     compiled = compile_circuit(circuit, max_fused_qubits, max_fused_rotations)
     complex_path = not compiled.is_real
     gradient = torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad))

@@ -1,0 +1,210 @@
+"""The compiled statevector kernels against the PyTorch path, Qiskit and finite differences, and the fallback
+to PyTorch when no kernel can be built."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from circuit_factory import random_circuit, random_paulis
+from hpcq.circuits import Circuit, encoder_circuit, reuploading_ansatz
+from hpcq.errors import ConfigError
+from hpcq.sim import expectation
+from hpcq.sim.kernel import KernelUnavailable, build_library, compile_program, library, load_library
+from test_sim_statevector import central_differences, qiskit_expectations
+
+REAL_GATES = ("ry", "h", "x", "z", "cnot", "cz")
+
+needs_kernels = pytest.mark.skipif(load_library() is None, reason="no C compiler: the compiled kernels cannot be built")
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("n_qubits, seed, tile_bytes", [(1, 0, 2**17), (4, 1, 2**17), (7, 2, 256), (10, 3, 2048)])
+def test_random_real_circuits_match_qiskit_and_the_torch_path(n_qubits, seed, tile_bytes, dtype, tolerance):
+    """Every real gate kind and angle source; small tiles force many stages with gathered (non-prefix) tiles;
+    batch 11 pads the last chunk."""
+    circuit = random_circuit(n_qubits, 14 * n_qubits, n_weights=5, n_features=3, seed=seed, names=REAL_GATES)
+    labels = random_paulis(n_qubits, 4, seed) + ["I" * (n_qubits - 1) + "Z"]
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.randn(circuit.n_weights, dtype=dtype, generator=generator)
+    features = torch.randn(11, circuit.n_features, dtype=dtype, generator=generator)
+    ours = expectation(circuit, weights, features, labels, kernel="compiled", tile_bytes=tile_bytes)
+    torch_path = expectation(circuit, weights, features, labels, kernel="torch")
+    reference = qiskit_expectations(circuit, weights.double(), features.double(), labels)
+    assert np.abs(ours.double().numpy() - reference).max() < tolerance
+    assert torch.allclose(ours, torch_path, atol=tolerance)
+
+
+@needs_kernels
+def test_tiny_tiles_really_split_the_circuit_into_gathered_stages():
+    circuit = reuploading_ansatz(7, 2, 3, 1)
+    program = compile_program(circuit, local_qubits=3)
+    assert program.n_stages > 10
+    stage_qubits = [tuple(program.stage_qubits[offset:offset + k]) for k, offset, _, _ in program.stages]
+    assert any(qubits != tuple(range(len(qubits))) for qubits in stage_qubits)  # not only in-place tiles
+    # every CNOT+RY block fused into one operation
+    assert (program.ops[:, 0] == 2).sum() == circuit.gate_counts()["cnot"] == 2 * 2 * 3 * 7
+
+
+@needs_kernels
+@pytest.mark.parametrize("make_circuit, labels, tile_bytes", [
+    (lambda: random_circuit(5, 60, 6, 3, seed=11, names=REAL_GATES), ["IIIIZ", "XXZIZ", "ZZIII", "YIYII"], 256),
+    (lambda: reuploading_ansatz(6, 2, 2, 2), ["IIIIIZ", "ZIIIII"], 2**17),
+    (lambda: reuploading_ansatz(6, 2, 3, 2), "Z", 512),
+    (lambda: encoder_circuit(12, 4, 2, 1), "Z", 2**17),
+])
+def test_adjoint_gradients_equal_finite_differences(make_circuit, labels, tile_bytes):
+    circuit = make_circuit()
+    generator = torch.Generator().manual_seed(3)
+    weights = torch.randn(circuit.n_weights, dtype=torch.float64, generator=generator, requires_grad=True)
+    features = torch.randn(6, circuit.n_features, dtype=torch.float64, generator=generator, requires_grad=True)
+    out = expectation(circuit, weights, features, labels, kernel="compiled", tile_bytes=tile_bytes)
+    upstream = torch.randn(out.shape, dtype=torch.float64, generator=generator)
+    (out * upstream).sum().backward()
+
+    def loss(w, x):
+        with torch.no_grad():
+            return (expectation(circuit, w, x, labels, kernel="compiled", tile_bytes=tile_bytes) * upstream).sum()
+
+    assert torch.allclose(weights.grad, central_differences(lambda w: loss(w, features), weights), atol=1e-6)
+    assert torch.allclose(features.grad, central_differences(lambda x: loss(weights, x), features), atol=1e-6)
+
+    torch_grads = torch.autograd.grad((expectation(circuit, weights, features, labels, kernel="torch") * upstream).sum(),
+                                      (weights, features))
+    assert torch.allclose(weights.grad, torch_grads[0], atol=1e-10)
+    assert torch.allclose(features.grad, torch_grads[1], atol=1e-10)
+
+
+@needs_kernels
+def test_float32_gradients_match_the_float64_torch_path():
+    circuit = reuploading_ansatz(9, 2, 3, 2)
+    weights = torch.rand(circuit.n_weights, dtype=torch.float64) * 6
+    features = torch.rand(13, 9, dtype=torch.float64) * 3
+    grads = []
+    for dtype, kernel in ((torch.float32, "compiled"), (torch.float64, "torch")):
+        w, x = weights.to(dtype).requires_grad_(True), features.to(dtype).requires_grad_(True)
+        expectation(circuit, w, x, ["IIIIIIIIZ", "ZZIIIIIII"], kernel=kernel, tile_bytes=4096).sum().backward()
+        grads.append((w.grad.double(), x.grad.double()))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=2e-5)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=2e-5)
+
+
+@needs_kernels
+@pytest.mark.parametrize("batch", [21, 3])  # 3 threads then own whole chunks / share the tiles of one chunk
+def test_threads_split_the_work_without_changing_the_answer(batch, monkeypatch):
+    from hpcq.sim.kernel import engine
+
+    monkeypatch.setattr(engine, "PARALLEL_MIN_UPDATES", 0)  # even this small job goes to every thread
+    circuit = reuploading_ansatz(9, 1, 2, 2)
+    weights = torch.randn(circuit.n_weights, dtype=torch.float64, requires_grad=True)
+    features = torch.randn(batch, 9, dtype=torch.float64, requires_grad=True)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 3):
+            torch.set_num_threads(count)
+            out = expectation(circuit, weights, features, ["IIIIIIIIZ", "XIIIIIIZI"], kernel="compiled",
+                              tile_bytes=1024)
+            results.append((out.detach(), *torch.autograd.grad(out.square().sum(), (weights, features))))
+    finally:
+        torch.set_num_threads(threads)
+    for one, several in zip(*results):
+        assert torch.allclose(one, several, atol=1e-12)
+
+
+@needs_kernels
+def test_auto_takes_the_kernels_only_where_they_apply(monkeypatch):
+    from hpcq.sim import kernel
+
+    calls = []
+    original = kernel.engine._Run.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.program.n_qubits)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(kernel.engine._Run, "forward", counting)
+    real = reuploading_ansatz(3, 1, 1, 1)
+    expectation(real, torch.zeros(real.n_weights), torch.zeros(2, 3))
+    assert calls == [3]
+    complex_circuit = Circuit(2).gate("rx", 0, weight=0).gate("cnot", [0, 1])
+    expectation(complex_circuit, torch.zeros(1), None, ["IZ"])
+    expectation(real, torch.zeros(real.n_weights), torch.zeros(2, 3), kernel="torch")
+    assert calls == [3]
+
+
+def test_compiled_refuses_what_it_cannot_run_and_unknown_kernels_are_named():
+    circuit = Circuit(2).gate("rz", 0, weight=0).gate("cnot", [0, 1])
+    with pytest.raises(ConfigError, match=r"kernel='compiled' cannot be used: .* gates rz are complex"):
+        expectation(circuit, torch.zeros(1), None, ["IZ"], kernel="compiled")
+    with pytest.raises(ConfigError, match=r"kernel='fast' is not one of auto, compiled, torch"):
+        expectation(circuit, torch.zeros(1), None, ["IZ"], kernel="fast")
+
+
+def _failing_compiler(directory) -> str:
+    script = directory / "broken-cc"
+    script.write_text("#!/bin/sh\necho 'broken-cc: error: this compiler always fails' >&2\nexit 1\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+def test_a_failing_build_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPCQ_KERNEL_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(KernelUnavailable, match="this compiler always fails"):
+        build_library(_failing_compiler(tmp_path))
+    assert not list((tmp_path / "cache").iterdir())  # nothing half-written is left behind
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CC", raising=False)
+    with pytest.raises(KernelUnavailable, match="no C compiler found"):
+        build_library()
+
+
+def test_without_a_compiler_expectation_falls_back_to_torch_with_one_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("HPCQ_KERNEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", _failing_compiler(tmp_path))
+    monkeypatch.setattr(library, "_LOADED", {})  # forget this process's build
+    circuit = reuploading_ansatz(4, 1, 1, 1)
+    weights = torch.randn(circuit.n_weights, dtype=torch.float64)
+    features = torch.randn(3, 4, dtype=torch.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = expectation(circuit, weights, features, "Z")
+        second = expectation(circuit, weights, features, "Z", kernel="compiled")
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "using the PyTorch path" in messages[0] and "always fails" in messages[0]
+    reference = expectation(circuit, weights, features, "Z", kernel="torch")
+    assert torch.equal(first, reference) and torch.equal(second, reference)
+
+
+@pytest.mark.slow
+def test_a_fresh_build_is_cached_once_per_machine(tmp_path):
+    """Two processes on an empty cache: both get the kernels, one file is left, no temporary files."""
+    script = ("from hpcq.sim.kernel import load_library; import sys; "
+              "lib = load_library(); print(lib.path if lib else 'none'); sys.exit(lib is None)")
+    env = {**os.environ, "HPCQ_KERNEL_CACHE": str(tmp_path)}
+    runs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    paths = [run.communicate(timeout=600)[0].strip() for run in runs]
+    assert all(run.returncode == 0 for run in runs), paths
+    built = sorted(p.name for p in tmp_path.iterdir())
+    assert len(built) == 1 and built[0].endswith(".so") and paths[0] == paths[1] == str(tmp_path / built[0])
+
+
+def test_doctor_says_whether_the_kernels_are_usable(tmp_path, monkeypatch):
+    from hpcq.doctor import diagnose
+
+    check = next(c for c in diagnose() if c.name == "statevector compiled kernels")
+    assert check.usable == (load_library() is not None)
+    monkeypatch.setenv("HPCQ_KERNEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", _failing_compiler(tmp_path))
+    monkeypatch.setattr(library, "_LOADED", {})
+    check = next(c for c in diagnose() if c.name == "statevector compiled kernels")
+    assert not check.usable and "always fails" in check.detail and "C compiler" in check.fix
