@@ -2,9 +2,9 @@
 
 A stage is a set of at most k "local" qubits and the gates (in a valid order) that act only on them; the
 kernel applies a stage tile by tile, each tile being the 2**k rows that share the values of the other
-qubits, so one stage costs one pass over memory however many gates it holds. Stages come from the same
-greedy look-ahead grouping as gate fusion (`hpcq.sim.fusion.group_gates`), with a much larger qubit budget.
-A CNOT immediately followed by an R_Y on its target (the paper's building block) becomes one operation.
+qubits, so one stage costs one pass over memory however many gates it holds. Stages are planned greedily
+with a local search over which qubits to keep local (`plan_stages`). A CNOT immediately followed by an R_Y
+on its target (the paper's building block) becomes one operation.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from hpcq.circuits.circuit import REAL_GATES, Circuit, Gate
-from hpcq.sim.fusion import group_gates
 
 #: operation codes shared with real_gates.c (enum OP_*)
 OP_CODES: dict[str, int] = {"ry": 0, "cnot": 1, "cnot_ry": 2, "cz": 3, "x": 4, "z": 5, "h": 6}
@@ -24,16 +23,6 @@ SUPPORTED_GATES = REAL_GATES
 assert SUPPORTED_GATES <= OP_CODES.keys()
 #: angle sources as the kernels number them
 _ANGLE_KINDS = {"weight": 0, "feature": 1, "value": 2}
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """A gate with its position, so grouping can tell equal gates apart (group_gates reads qubits and
-    is_parametric only)."""
-
-    position: int
-    qubits: tuple[int, ...]
-    is_parametric: bool
 
 
 @dataclass(frozen=True)
@@ -65,31 +54,88 @@ def unsupported_gates(circuit: Circuit) -> list[str]:
     return sorted({g.name for g in circuit.gates} - SUPPORTED_GATES)
 
 
-def _stage_qubits(slots: list[_Slot], n_qubits: int, k: int) -> list[int]:
-    """The group's qubits, topped up to k with the lowest others: tiles then span whole cache lines and,
-    when the stage's qubits are 0..k-1, the kernel works in place without copying the tile."""
-    qubits = {q for s in slots for q in s.qubits}
+def _runnable(masks: list[int], local: int, full: int) -> list[int]:
+    """Positions of the gates (qubit bitmasks, in circuit order) that can run on the qubits in `local` before
+    any gate that needs another qubit: a gate runs when all its qubits are local and none is blocked; a gate
+    that cannot run blocks its qubits for every later gate."""
+    blocked, taken = 0, []
+    for position, mask in enumerate(masks):
+        if mask & blocked or mask & ~local:
+            blocked |= mask
+            if blocked == full:
+                break
+        else:
+            taken.append(position)
+    return taken
+
+
+def _first_fit(masks: list[int], n_qubits: int, k: int) -> int:
+    """Qubits taken in gate order while they fit in k, topped up with the lowest others (tiles then span
+    whole cache lines, and a stage on qubits 0..k-1 works in place)."""
+    local, blocked = 0, 0
+    for mask in masks:
+        if mask & blocked:
+            blocked |= mask
+        elif (local | mask).bit_count() <= k:
+            local |= mask
+        else:
+            blocked |= mask
     for q in range(n_qubits):
-        if len(qubits) >= k:
+        if local.bit_count() >= k:
             break
-        qubits.add(q)
-    return sorted(qubits)
+        local |= 1 << q
+    return local
 
 
-def _stage_ops(slots: list[_Slot], gates: list[Gate], local: dict[int, int], rows: dict[int, int]) -> list[tuple]:
+def plan_stages(masks: list[int], n_qubits: int, k: int) -> list[tuple[int, list[int]]]:
+    """Split gates (qubit bitmasks, in order) into stages of at most k local qubits: [(local mask, positions)].
+
+    Each stage starts from the first-fit choice of qubits and then swaps one local qubit for another while
+    that lets more gates run: on the paper's long-range rings this needs about 30% fewer stages (memory
+    passes) than first fit alone.
+    """
+    full = (1 << n_qubits) - 1
+    if k >= n_qubits:
+        return [(full, list(range(len(masks))))] if masks else []
+    positions = list(range(len(masks)))
+    stages = []
+    while positions:
+        remaining = [masks[p] for p in positions]
+        local = _first_fit(remaining, n_qubits, k)
+        best = len(_runnable(remaining, local, full))
+        improved = True
+        while improved:  # sweeps of single swaps, each kept as soon as it helps
+            improved = False
+            for out in range(n_qubits):
+                for into in range(n_qubits):
+                    if not (local >> out & 1) or local >> into & 1:
+                        continue
+                    candidate = local & ~(1 << out) | (1 << into)
+                    count = len(_runnable(remaining, candidate, full))
+                    if count > best:
+                        local, best, improved = candidate, count, True
+        taken = _runnable(remaining, local, full)
+        stages.append((local, [positions[i] for i in taken]))
+        taken_set = set(taken)
+        positions = [p for i, p in enumerate(positions) if i not in taken_set]
+    return stages
+
+
+def _stage_ops(stage: list[int], gates: list[Gate], local: dict[int, int], rows: dict[int, int]) -> list[tuple]:
+    """The stage's gates as kernel operations; CNOT then R_Y on its target becomes one operation."""
     ops: list[tuple] = []
     i = 0
-    while i < len(slots):
-        gate = gates[slots[i].position]
-        after = gates[slots[i + 1].position] if i + 1 < len(slots) else None
+    while i < len(stage):
+        gate = gates[stage[i]]
+        after = gates[stage[i + 1]] if i + 1 < len(stage) else None
         if gate.name == "cnot" and after is not None and after.name == "ry" and after.qubits[0] == gate.qubits[1]:
             control, target = gate.qubits
-            ops.append((OP_CODES["cnot_ry"], local[control], local[target], rows[slots[i + 1].position]))
+            ops.append((OP_CODES["cnot_ry"], local[control], local[target], rows[stage[i + 1]]))
             i += 2
             continue
         a = local[gate.qubits[0]]
         b = local[gate.qubits[1]] if len(gate.qubits) > 1 else -1
-        ops.append((OP_CODES[gate.name], a, b, rows.get(slots[i].position, -1)))
+        ops.append((OP_CODES[gate.name], a, b, rows.get(stage[i], -1)))
         i += 1
     return ops
 
@@ -101,13 +147,13 @@ def build_program(circuit: Circuit, local_qubits: int) -> KernelProgram:
     gates = circuit.gates
     rotations = [g for g in gates if g.is_parametric]
     rows = {p: r for r, p in enumerate(p for p, g in enumerate(gates) if g.is_parametric)}
-    slots = [_Slot(p, g.qubits, g.is_parametric) for p, g in enumerate(gates)]
+    masks = [sum(1 << q for q in g.qubits) for g in gates]
     stages, stage_qubits, ops = [], [], []
-    for group in group_gates(slots, n, k, max_rotations=len(gates) + 1):
-        qubits = _stage_qubits(group, n, k)
+    for local_mask, stage in plan_stages(masks, n, k):
+        qubits = [q for q in range(n) if local_mask >> q & 1]
         local = {q: j for j, q in enumerate(qubits)}
         first = len(ops)
-        ops += _stage_ops(group, gates, local, rows)
+        ops += _stage_ops(stage, gates, local, rows)
         stages.append((len(qubits), len(stage_qubits), first, len(ops)))
         stage_qubits += qubits
     return KernelProgram(
