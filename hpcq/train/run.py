@@ -12,6 +12,7 @@ TRAINERS = {
     "head": ("hpcq.train.head", "train_head"),
     "glue": ("hpcq.train.glue", "train_glue"),
     "joint": ("hpcq.train.joint", "train_joint"),
+    "causal_lm": ("hpcq.train.causal_lm", "train_causal_lm"),
 }
 
 
