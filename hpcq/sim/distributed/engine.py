@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from hpcq.sim.distributed.local import SliceApplier
 from hpcq.sim.distributed.placement import Apply, Exchange, Measure, PlacementPlan
 from hpcq.sim.fusion import Block
 from hpcq.sim.layout import (
@@ -85,7 +86,8 @@ class DistributedEngine:
         size = 2**self.n_local
         if psi0 is not None:
             rank = self.collectives.rank
-            return psi0[:, rank * size:(rank + 1) * size].transpose(0, 1).contiguous()
+            # a copy, never a view of psi0: the forward pass reuses the slice's memory
+            return psi0[:, rank * size:(rank + 1) * size].transpose(0, 1).clone(memory_format=torch.contiguous_format)
         state = torch.zeros(size, batch, dtype=self.state_dtype, device=self.device)
         if self.collectives.rank == 0:
             state[0] = 1
@@ -105,17 +107,24 @@ class DistributedEngine:
     def forward(self, psi0, matrices, batch):
         state = self.initial_state(psi0, batch)
         layout, global_qubits = self.plan.initial_local_layout, self.plan.initial_global
+        if psi0 is None:  # |0...0> looks the same in every layout: start in the one blocks run best in
+            layout = tuple(sorted(layout))
         self.globals_before = []
         partial = torch.zeros(batch, len(self.paulis), dtype=state.real.dtype, device=state.device)
+        applier = SliceApplier(self.blocks)
         for step in self.plan.steps:
             if isinstance(step, Exchange):
+                applier.release()
                 self.globals_before.append(global_qubits)
                 state, layout, global_qubits = self.swapper.swap(state, layout, global_qubits, step.positions,
                                                                  step.local_qubits)
+            elif isinstance(step, Apply) and matrices[step.block].shape[0] == 1:
+                state, layout = applier.apply(state, layout, step.block, matrices[step.block])
             elif isinstance(step, Apply):
                 state, layout = apply_block(state, layout, self.blocks[step.block], matrices[step.block],
                                             self.complex_path)
             else:
+                applier.release()
                 local_paulis, signs = self._measured(step.group, global_qubits)
                 measured = expectations(state, layout, local_paulis, self.complex_path)
                 partial[:, self.groups[step.group]] = measured * signs.to(device=state.device, dtype=partial.dtype)
