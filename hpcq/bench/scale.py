@@ -5,7 +5,8 @@ Workload: the forward pass (<Z_0>, one sample, no gradient) of the paper's re-up
 count A..B and each rank count. A *gate pass* is one fused block applied to the whole state, which reads and
 writes every amplitude once, so it moves at least 2·2^n·(bytes per amplitude) bytes. The time per pass is the
 forward's wall time (slowest rank) over its number of fused blocks, so layout copies, index-bit swaps and
-Python overhead all count against it. Per rank:
+Python overhead all count against it. A block of k qubits does 2^k multiply-adds per amplitude, so wider
+fusion (`--fused-qubits`, the backends' default 5) means fewer, more compute-heavy passes. Per rank:
 
 * achieved GB/s = bytes moved per pass / ranks / time per pass;
 * copy GB/s = a `Tensor.copy_` of a buffer as large as the rank's slice (64 MiB..1 GiB, so DRAM rather than
@@ -36,7 +37,6 @@ from hpcq.errors import ConfigError, ResourceError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BACKENDS = ("distributed", "statevector", "custatevec")
-MAX_FUSED_QUBITS = 5
 MAX_FUSED_ROTATIONS = 6
 COPY_BYTES_RANGE = (64 * 2**20, 2**30)
 
@@ -55,6 +55,7 @@ class ScaleSpec:
     device: str = "cpu"
     threads: int | None = None
     min_seconds: float = 1.0
+    fused_qubits: int = 5
 
     def validate(self) -> None:
         first, last = self.qubits
@@ -71,13 +72,16 @@ class ScaleSpec:
             raise ConfigError(f"--dtype {self.dtype!r} must be one of {', '.join(DTYPES)}")
         if not self.min_seconds > 0:
             raise ConfigError(f"--min-seconds {self.min_seconds} must be positive")
+        if not 1 <= self.fused_qubits <= 10:
+            raise ConfigError(f"--fused-qubits {self.fused_qubits} must be between 1 and 10")
 
     def arguments(self, out: Path, as_json: bool) -> list[str]:
         """The command-line arguments that reproduce this spec (for relaunching under mpiexec)."""
         args = ["bench", "scale", "--qubits", f"{self.qubits[0]}..{self.qubits[1]}",
                 "--ranks", ",".join(map(str, self.ranks)), "--backend", self.backend, "--layers", str(self.layers),
                 "--connectivity", str(self.connectivity), "--reuploads", str(self.reuploads), "--dtype", self.dtype,
-                "--device", self.device, "--min-seconds", str(self.min_seconds), "--out", str(out)]
+                "--device", self.device, "--min-seconds", str(self.min_seconds),
+                "--fused-qubits", str(self.fused_qubits), "--out", str(out)]
         if self.threads:
             args += ["--threads", str(self.threads)]
         return args + (["--json"] if as_json else [])
@@ -231,12 +235,12 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
     amplitude = torch.finfo(dtype).bits // 8 * (2 if complex_state else 1)
     local_bytes = amplitude * 2 ** (n - n_global)
     copy = copy_gbps(local_bytes, device, comm, min(spec.min_seconds, 0.5))
-    passes = len(compile_circuit(circuit, min(MAX_FUSED_QUBITS, n - n_global), MAX_FUSED_ROTATIONS).blocks)
+    passes = len(compile_circuit(circuit, min(spec.fused_qubits, n - n_global), MAX_FUSED_ROTATIONS).blocks)
     generator = torch.Generator().manual_seed(n)
     weights = (torch.rand(circuit.n_weights, generator=generator, dtype=torch.float64) * 6.28).to(dtype).to(device)
     features = (torch.rand(1, circuit.n_features, generator=generator, dtype=torch.float64) * 3.14).to(dtype).to(device)
     observable = ["I" * (n - 1) + "Z"]
-    options: dict[str, Any] = {"max_fused_qubits": MAX_FUSED_QUBITS, "max_fused_rotations": MAX_FUSED_ROTATIONS}
+    options: dict[str, Any] = {"max_fused_qubits": spec.fused_qubits, "max_fused_rotations": MAX_FUSED_ROTATIONS}
     stats = CommStats()
     if spec.backend == "distributed":
         options.update(comm=comm, stats=stats)
