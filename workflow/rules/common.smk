@@ -110,6 +110,7 @@ TOKENS_PATTERN = f"{DATA_ROOT}/tokens/{{task}}/{{model}}/L{{max_length}}"
 RUN_PATTERN = f"{RUNS}/{{family}}/{{experiment}}/{{run}}.h5"
 RUN_LOG_PATTERN = f"{LOGS}/train/{{family}}/{{experiment}}/{{run}}.log"
 SCALING_PATTERN = f"{RUNS}/scaling/{{name}}.h5"
+SCALING_RUNS_PATTERN = f"{RUNS}/scaling/{{name}}"
 
 
 def model_slug(model):
@@ -389,10 +390,15 @@ def per_wildcard_threads(section_of, tasks_of=None):
 # ------------------------------------------------------------------------------------------------- targets
 
 
+def scaling_outputs():
+    """Each scaling entry's summary file and folder of per-run files."""
+    return [pattern.format(name=name) for name in SCALING for pattern in (SCALING_PATTERN, SCALING_RUNS_PATTERN)]
+
+
 def study_runs():
     """Every HDF5 result of the study: the train runs of all families, then the scaling benchmarks."""
     runs = [path for experiments in EXPERIMENTS.values() for e in experiments.values() for path in e.outputs()]
-    return runs + [SCALING_PATTERN.format(name=name) for name in SCALING]
+    return runs + scaling_outputs()
 
 
 def study_targets():

@@ -14,8 +14,10 @@ rule embed:
         model="[^/]+",
     params:
         arguments=embed_arguments,
+        shard_size=f"--shard-size {config['embed']['shard_size']}" if config["embed"]["shard_size"] else "",
     threads: job_threads(config["embed"], tasks=config["embed"]["ranks"])
     resources:
         **job_resources(config["embed"], tasks=config["embed"]["ranks"]),
     shell:
-        hpcq(mpi=config["embed"]["ranks"] > 1) + " embed {params.arguments} --out-dir {output:q} > {log:q} 2>&1"
+        hpcq(mpi=config["embed"]["ranks"] > 1)
+        + " embed {params.arguments} {params.shard_size} --out-dir {output:q} > {log:q} 2>&1"

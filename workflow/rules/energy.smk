@@ -9,7 +9,7 @@ if "energy" in config:
 
     rule energy:
         input:
-            [SCALING_PATTERN.format(name=name) for name in SCALING],
+            scaling_outputs(),
         output:
             directory(f"{RESULTS}/energy"),
         log:

@@ -1,5 +1,7 @@
 # `hpcq bench scale`: one state vector split across MPI ranks (and nodes); one job runs max(ranks) ranks
-# and times every rank count of the entry. Entries of one rank run without a launcher.
+# and times every rank count of the entry. Entries of one rank run without a launcher. It writes a summary
+# NAME.h5 and one file per (qubits, ranks) run into the folder NAME/ (both outputs, so that a failed job's
+# partial folder is removed like its summary).
 
 for mpi in (False, True):
 
@@ -7,7 +9,8 @@ for mpi in (False, True):
         name:
             "scaling_mpi" if mpi else "scaling"
         output:
-            SCALING_PATTERN,
+            summary=SCALING_PATTERN,
+            runs=directory(SCALING_RUNS_PATTERN),
         log:
             f"{LOGS}/scaling/{{name}}.log",
         wildcard_constraints:
@@ -22,4 +25,4 @@ for mpi in (False, True):
         shell:
             hpcq(mpi)
             + " bench scale --qubits {params.qubits} --ranks {params.ranks} --backend {params.backend}"
-            " --out {output:q} > {log:q} 2>&1"
+            " --out {output.summary:q} > {log:q} 2>&1"
