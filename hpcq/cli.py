@@ -195,7 +195,7 @@ def train(
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="key.path=value override (repeatable).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.ckpt when it exists.")] = False,
 ) -> None:
-    """Train one run (head, glue or joint) and write its HDF5 result; under mpiexec the ranks share the work."""
+    """Train one run (head, glue, joint or causal_lm) and write its HDF5 result; under mpiexec, srun or torchrun the ranks share the work."""
     from hpcq.train.run import train_from_config
 
     written = train_from_config(config, overrides or [], out, resume)
