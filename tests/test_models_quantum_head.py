@@ -122,3 +122,18 @@ def test_bad_arguments_name_the_argument(changes, key):
 
 def test_angle_scale_is_pi_by_default():
     assert tiny_head().angle_scale == pytest.approx(math.pi)
+
+
+def test_bias_amplitude_makes_encoder_outputs_odd_in_the_embedding_and_center_uses_the_training_mean():
+    torch.manual_seed(2)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    plain = tiny_head()
+    assert torch.allclose(plain.encode(x), plain.encode(-x))  # amplitude encoding alone: even in x
+    biased = tiny_head(bias_amplitude=1.0)
+    unit = x / x.norm(dim=1, keepdim=True)
+    assert torch.allclose(biased.amplitudes(x, slice(0, 6)), torch.cat([unit, torch.ones(4, 1)], dim=1))
+    assert ((biased.encode(x) - biased.encode(-x)) / 2).abs().max() > 0.05  # the linear terms
+    centred = tiny_head(center=True)
+    train = torch.randn(10, 6, dtype=torch.float64) + 3
+    centred.prepare(train)
+    assert torch.allclose(centred.encode(x), plain.encode(x - train.mean(dim=0)))  # same seed, same angles

@@ -10,6 +10,12 @@ Choices where the paper is silent or ambiguous (reference/seed-qllm.md §7), eac
 
 * Padding (768 or 384 → 2^Q_c): the embedding is L2-normalised and zero-padded; `encoder_qubits` defaults to
   the smallest register that holds it, but at least `n_qubits` (Q_c = Q = 10 for the paper's 10-qubit head).
+* What an encoder loads: the paper's plain amplitude encoding (the default) gives <Z> values that are even
+  functions of the embedding (x and −x load the same state up to sign), so none is linear in it.
+  `bias_amplitude=b` loads the unit embedding followed by the constant b, which adds terms linear in x
+  (weight 2b/(1 + b²), largest at b = 1); `center=True` first subtracts the training mean (fitted in
+  `prepare`), which sentence embeddings share and which carries no label. config/runs/quantum_head.yaml
+  turns both on, with a deeper encoder (`encoder_layers`), and says why.
 * Several encoders (E > 1): `encoder_input="full"` (default) gives every encoder the whole embedding (an
   ensemble of differently initialised sPQCs); `"split"` gives encoder e the e-th contiguous slice, so each
   needs fewer qubits (the paper's O(E·2^Q) memory argument).
@@ -138,9 +144,10 @@ class QuantumHead(nn.Module):
         self.register_buffer("center_vector", torch.zeros(in_features, dtype=dtype))
 
         self.slices = _slices(in_features, encoders, self.encoder_input) if encoders else []
+        encoder_depth = encoder_layers if encoder_layers is not None else layers
+        encoder_reach = encoder_connectivity if encoder_connectivity is not None else connectivity
         self.encoder_circuits = [
-            self._encoder(s.stop - s.start + (self.bias_amplitude != 0), encoder_qubits, encoder_layers if encoder_layers is not None else layers,
-                          encoder_connectivity if encoder_connectivity is not None else connectivity)
+            self._encoder(s.stop - s.start + (self.bias_amplitude != 0), encoder_qubits, encoder_depth, encoder_reach)
             for s in self.slices
         ]
         self.encoder_weights = nn.ParameterList(
