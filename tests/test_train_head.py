@@ -75,6 +75,15 @@ def test_quantum_head_run_writes_the_result_schema(shard_dir, tmp_path):
     assert not checkpoint_path(out).exists()
 
 
+def test_progress_shows_epochs_and_says_why_training_stopped(shard_dir, tmp_path, capsys):
+    config = load_config(write_config(tmp_path, shard_dir, train={"epochs": 6, "patience": 1}))
+    run = read_run(train_head(config, tmp_path / "run.h5", progress=True))
+    shown = capsys.readouterr().err
+    assert f"{run.final['epochs_run']}/6" in shown and "val_acc=" in shown and "best=" in shown
+    stopped = f"stopped early after epoch {run.final['epochs_run']}: no better validation accuracy for 1 epochs"
+    assert (stopped in shown) == run.final["stopped_early"]
+
+
 @pytest.mark.parametrize("kind", ["logreg", "svc", "mlp", "mlp_matched"])
 def test_classical_heads_write_the_same_schema(kind, shard_dir, tmp_path):
     config = load_config(write_config(tmp_path, shard_dir, model={"kind": kind}))

@@ -10,6 +10,7 @@ any moment and resumed from its last checkpoint therefore ends exactly as an unb
 from __future__ import annotations
 
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,5 +166,10 @@ def fit(model: torch.nn.Module, train: Split, validation: Split, config: dict, w
         _checkpoint(checkpoint_file, model, optimizer, state, config, world)
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_accuracy:.3f}", best=f"{state.best_accuracy:.3f}")
+    shown = not bar.disable
     bar.close()
+    if state.stopped_early and shown:  # say why the bar ended short of train.epochs
+        tqdm.write(f"stopped early after epoch {state.epoch}: no better validation accuracy for {t['patience']} "
+                   f"epochs (train.patience); keeping epoch {state.best_epoch} (val_acc {state.best_accuracy:.3f})",
+                   file=sys.stderr)
     return state
