@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from hpcq.results import read_run
@@ -38,9 +39,11 @@ def sst2(tmp_path, monkeypatch):
     return root
 
 
-@pytest.mark.parametrize("method", ["quanta", "lora"])
-def test_short_run_writes_a_result(tmp_path, sst2, method):
-    out = train_glue(config(tmp_path, method, epochs=2), tmp_path / f"{method}.h5", progress=False)
+@pytest.mark.parametrize("method,pooling", [("quanta", "cls"), ("lora", "mean")])
+def test_short_run_writes_a_result(tmp_path, sst2, method, pooling):
+    run_config = config(tmp_path, method, epochs=2)
+    run_config["adapter"]["pooling"] = pooling
+    out = train_glue(run_config, tmp_path / f"{method}.h5", progress=False)
     run = read_run(out)
     assert run.kind == "train" and run.config["method"] == method
     assert run.final["train_size"] == 48 and run.final["test_size"] == 24 and run.final["epochs_run"] == 2
@@ -76,3 +79,41 @@ def test_killed_run_resumes_to_the_unbroken_result(tmp_path, sst2):
     np.testing.assert_array_equal(resumed.metrics["step_loss"], unbroken.metrics["step_loss"])
     np.testing.assert_array_equal(resumed.metrics["test_accuracy"], unbroken.metrics["test_accuracy"])
     assert resumed.final["test_accuracy"] == unbroken.final["test_accuracy"]
+
+
+def test_mean_pooling_is_the_sentence_transformer_pooling():
+    from hpcq.data import load_sst2_sentences
+    from hpcq.data.sentence_model import load_sentence_model, resolve_model
+    from hpcq.train.glue import load_classifier
+
+    texts = load_sst2_sentences().texts[:5]
+    model = load_classifier("packaged", "SST-2", "mean").eval()
+    transformer = load_sentence_model(resolve_model("packaged"))
+    inputs = transformer.tokenizer(texts, padding=True, return_tensors="pt")
+    pooled = []
+    model.classifier.register_forward_hook(lambda module, args, output: pooled.append(args[0]))
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert logits.shape == (5, 2)
+    expected = transformer.encode(texts, convert_to_tensor=True)  # mean pooling, then unit length
+    assert (torch.nn.functional.normalize(pooled[0], dim=1) - expected).abs().max() < 1e-5
+
+
+def test_head_and_method_learning_rates():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from hpcq.adapters.methods import adapt_model
+    from hpcq.train.glue import glue_optimizer
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                     intermediate_size=64, vocab_size=50))
+    adapted = adapt_model(model, "quanta", target_modules=["query", "value"], head_modules=["classifier"], n_axes=2)
+    config = load_config(None, ["task=glue", "train.lr=0.001", "train.head_lr=0.05", "train.lr_by_method={quanta: 0.002}"])
+    rates = {id(p): group["lr"] for group in glue_optimizer(adapted.model, config).param_groups for p in group["params"]}
+    head = {id(p) for p in adapted.model.base_model.classifier.parameters()}
+    assert len(rates) == sum(p.requires_grad for p in adapted.model.parameters()) and head <= set(rates)
+    assert {rate for key, rate in rates.items() if key in head} == {0.05}
+    assert {rate for key, rate in rates.items() if key not in head} == {0.002}  # lr_by_method wins over lr
+    config["train"]["head_lr"] = None
+    assert {group["lr"] for group in glue_optimizer(adapted.model, config).param_groups} == {0.002}

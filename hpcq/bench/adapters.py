@@ -111,7 +111,8 @@ def _adapted(config: dict, method: str, path: str | None = None) -> AdaptedModel
 
     adapter = config["adapter"]
     torch.manual_seed(config["seed"])
-    return adapt_model(load_classifier(config["data"]["model"], config["data"]["glue_task"]), method,
+    model = load_classifier(config["data"]["model"], config["data"]["glue_task"], adapter["pooling"])
+    return adapt_model(model, method,
                        target_modules=adapter["target_modules"], head_modules=adapter["head_modules"],
                        axes=adapter["axes"], n_axes=adapter["n_axes"], dropout=adapter["dropout"],
                        path=path or adapter["path"], lora_rank=adapter["lora_rank"], lora_alpha=adapter["lora_alpha"])
@@ -156,9 +157,10 @@ def _dense_chosen(adapted: AdaptedModel, batch: dict[str, torch.Tensor]) -> bool
     return all(layer.chooses_dense(tokens) for layer in adapted.model.quanta_layers.values())
 
 
-def _stepper(model: nn.Module, batch: dict[str, torch.Tensor], lr: float) -> Callable[[], float]:
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr)
+def _stepper(model: nn.Module, batch: dict[str, torch.Tensor], config: dict) -> Callable[[], float]:
+    from hpcq.train.glue import glue_optimizer
+
+    optimizer = glue_optimizer(model, config)
 
     def step() -> float:
         started = time.perf_counter()
@@ -209,8 +211,6 @@ def _memory_row(adapted: AdaptedModel, batch: dict[str, torch.Tensor]) -> dict[s
 def speed(config: dict, methods: tuple[str, ...], repeats: int) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int]:
     """Interleaved train-step medians and memory per method (and QuanTA's other path), interleaved inference;
     also returns the training batch's token count."""
-    from hpcq.train.glue import learning_rate
-
     batch, evaluation = _real_batches(config)
     variants: dict[str, AdaptedModel] = {}
     for method in methods:
@@ -219,7 +219,7 @@ def speed(config: dict, methods: tuple[str, ...], repeats: int) -> tuple[dict[st
             other = "chain" if _dense_chosen(variants[method], batch) else "dense"
             variants[f"quanta[{other}]"] = _adapted(config, method, other)
     report = {name: _memory_row(adapted, batch) for name, adapted in variants.items()}
-    steps = {name: _stepper(adapted.model, batch, learning_rate({**config, "method": adapted.method}))
+    steps = {name: _stepper(adapted.model, batch, {**config, "method": adapted.method})
              for name, adapted in variants.items()}
     for name, seconds in interleaved(steps, repeats).items():
         report[name].update(step_s=statistics.median(seconds), step_s_all=seconds)
@@ -234,7 +234,7 @@ def _inference(config: dict, quanta: AdaptedModel | None, evaluation: dict[str, 
         return {}
     from hpcq.train.glue import load_classifier
 
-    base = load_classifier(config["data"]["model"], config["data"]["glue_task"]).eval()
+    base = load_classifier(config["data"]["model"], config["data"]["glue_task"], config["adapter"]["pooling"]).eval()
     unmerged = copy.deepcopy(quanta.model).eval()
     generator = torch.Generator().manual_seed(1)
     for name, parameter in unmerged.named_parameters():  # a trained-looking update, so merging changes W

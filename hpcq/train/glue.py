@@ -23,13 +23,14 @@ import re
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from hpcq.adapters.methods import adapt_model
+from hpcq.adapters.targets import find_modules
 from hpcq.data.sentence_model import PACKAGED, resolve_model
 from hpcq.data.tokens import TokenShard, read_token_shard, tokenize_glue
 from hpcq.errors import ConfigError
@@ -128,16 +129,50 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def load_classifier(model_name: str, task: str) -> torch.nn.Module:
-    """The body of `model_name` with a fresh sequence-classification head for `task`."""
+class MeanPooledClassifier(torch.nn.Module):
+    """A Hugging Face encoder with a linear classifier on the attention-masked mean of its last hidden states.
+
+    This is the pooling the packaged MiniLM was trained with (sentence-transformers); BERT's own sequence
+    classifier reads the CLS token through a pooler that such models never trained for sentence meaning, so a
+    short fine-tuning budget leaves it near chance. Called like a transformers model: returns `.loss` (cross
+    entropy, or mean squared error for one output) when given labels, and `.logits`.
+    """
+
+    def __init__(self, encoder: torch.nn.Module, n_labels: int):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        self.dropout = torch.nn.Dropout(getattr(encoder.config, "hidden_dropout_prob", 0.1))
+        self.classifier = torch.nn.Linear(encoder.config.hidden_size, n_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **_: Any) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        logits = self.classifier(self.dropout((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)))
+        loss = None
+        if labels is not None:
+            loss = (torch.nn.functional.mse_loss(logits[:, 0], labels.to(logits.dtype)) if logits.shape[1] == 1
+                    else torch.nn.functional.cross_entropy(logits, labels.long()))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def load_classifier(model_name: str, task: str, pooling: str = "cls") -> torch.nn.Module:
+    """The body of `model_name` with a fresh sequence-classification head for `task`: the model's own (`cls`:
+    BERT's pooled CLS token) or a `MeanPooledClassifier` (`mean`)."""
     spec = resolve_model(model_name)
     if model_name == PACKAGED:
         os.environ["HF_HUB_OFFLINE"] = "1"
-    from transformers import AutoModelForSequenceClassification, logging
+    from transformers import AutoModel, AutoModelForSequenceClassification, logging
 
     logging.set_verbosity_error()  # the "newly initialised classifier" notice is expected here
     n_labels = 1 if task in REGRESSION_TASKS else 2
     try:
+        if pooling == "mean":
+            return MeanPooledClassifier(AutoModel.from_pretrained(spec.location, local_files_only=spec.local), n_labels)
         return AutoModelForSequenceClassification.from_pretrained(spec.location, num_labels=n_labels,
                                                                   local_files_only=spec.local)
     except OSError as err:
@@ -192,6 +227,24 @@ def evaluate(model: torch.nn.Module, shard: TokenShard, task: str, batch_size: i
 def learning_rate(config: dict) -> float:
     """`train.lr`, or the method's own rate from `train.lr_by_method`."""
     return config["train"]["lr_by_method"].get(config["method"], config["train"]["lr"])
+
+
+def adamw_with_head_rate(model: torch.nn.Module, head_modules: Sequence[str], head_lr: float, body_lr: float,
+                         weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW over the trainable tensors: those inside `head_modules` at `head_lr`, the rest at `body_lr`. A
+    freshly initialised head wants a larger rate than pretrained weights or adapters do."""
+    head_ids = {id(p) for _, module in find_modules(model, head_modules, "head_modules") for p in module.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) in head_ids], "lr": head_lr},
+              {"params": [p for p in trainable if id(p) not in head_ids], "lr": body_lr}]
+    return torch.optim.AdamW([group for group in groups if group["params"]], weight_decay=weight_decay)
+
+
+def glue_optimizer(model: torch.nn.Module, config: dict) -> torch.optim.Optimizer:
+    """The run's AdamW: the method's rate, and `train.head_lr` (when set) for the classification head."""
+    train, body_lr = config["train"], learning_rate(config)
+    head_lr = body_lr if train["head_lr"] is None else train["head_lr"]
+    return adamw_with_head_rate(model, config["adapter"]["head_modules"], head_lr, body_lr, train["weight_decay"])
 
 
 def _schedule(optimizer: torch.optim.Optimizer, train: dict, total_steps: int):
@@ -288,13 +341,12 @@ def train_glue(config: dict, out: str | Path, resume: bool = False, progress: bo
 
     torch.manual_seed(config["seed"])  # the head's and the adapter's initial weights
     adapter = config["adapter"]
-    adapted = adapt_model(load_classifier(config["data"]["model"], task), config["method"],
+    adapted = adapt_model(load_classifier(config["data"]["model"], task, adapter["pooling"]), config["method"],
                           target_modules=adapter["target_modules"], head_modules=adapter["head_modules"],
                           axes=adapter["axes"], n_axes=adapter["n_axes"], dropout=adapter["dropout"],
                           path=adapter["path"], lora_rank=adapter["lora_rank"], lora_alpha=adapter["lora_alpha"])
     model = adapted.model.to(device)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate(config),
-                                  weight_decay=train["weight_decay"])
+    optimizer = glue_optimizer(model, config)
     steps_per_epoch = math.ceil(len(train_shard) / train["batch_size"])
     scheduler = _schedule(optimizer, train, steps_per_epoch * train["epochs"])
     ckpt = checkpoint_path(out)

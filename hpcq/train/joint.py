@@ -36,6 +36,7 @@ from hpcq.errors import DataError
 from hpcq.models import build_head
 from hpcq.train.checkpoint import checkpoint_path
 from hpcq.train.dataparallel import barrier, broadcast
+from hpcq.train.glue import adamw_with_head_rate
 from hpcq.train.loop import Split, TrainState, _checkpoint, _improved, _resume, evaluate, train_epoch
 
 HEAD = "head"  # the head's module name in JointModel, trained by every method
@@ -139,15 +140,6 @@ def build_joint_model(config: dict, transformer: nn.Module, n_classes: int) -> A
                        lora_rank=adapter["lora_rank"], lora_alpha=adapter["lora_alpha"])
 
 
-def optimizer_for(model: nn.Module, train: dict) -> torch.optim.Optimizer:
-    """AdamW with two groups: the head at `train.lr`, every other trainable tensor (the body's) at `body_lr`."""
-    head_ids = {id(p) for _, module in find_modules(model, [HEAD], "head") for p in module.parameters()}
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in trainable if id(p) in head_ids], "lr": train["lr"]},
-              {"params": [p for p in trainable if id(p) not in head_ids], "lr": train["body_lr"]}]
-    return torch.optim.AdamW([group for group in groups if group["params"]], weight_decay=train["weight_decay"])
-
-
 def selected_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """What defines a trained joint model beyond the base body: trainable tensors, QuanTA's θ0 and the head's
     buffers (copies; the frozen body is the packaged model and need not be kept once per epoch)."""
@@ -213,7 +205,8 @@ def train_joint(config: dict, out: str | Path, resume: bool = False, progress: b
     data = load_joint_data(config, transformer.tokenizer)
     adapted = build_joint_model(config, transformer, data.n_classes)
     model = adapted.model
-    optimizer = optimizer_for(model, config["train"])
+    train = config["train"]
+    optimizer = adamw_with_head_rate(model, [HEAD], train["lr"], train["body_lr"], train["weight_decay"])
     torch.manual_seed(config["seed"] + 7919 * world.rank + 1)  # each rank's own shots, noise and dropout
     with EnergyMeter(config["energy"]["method"]) as meter:
         state = fit_joint(model, optimizer, data, config, world, checkpoint_path(out), resume, progress)
