@@ -103,5 +103,8 @@ def test_two_ranks_train_like_one(tmp_path):
     one, two = read_run(outs[1]), read_run(outs[2])
     assert (one.timing["ranks"], two.timing["ranks"]) == (1, 2)
     np.testing.assert_allclose(two.metrics["step_loss"], one.metrics["step_loss"], rtol=0, atol=1e-5)
+    # float32 sums in another order (and each rank trims its rows to its own longest): AdamW divides by √v, so a
+    # near-zero gradient element can move by a visible fraction of the step; 2 steps at body_lr 0.01 here.
     for name, value in one.extra["weights"].items():
-        np.testing.assert_allclose(two.extra["weights"][name], value, rtol=0, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(two.extra["weights"][name], value, rtol=0, atol=5e-4, err_msg=name)
+        assert np.mean(np.abs(two.extra["weights"][name] - value) > 1e-5) < 0.01, name
