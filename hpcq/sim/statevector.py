@@ -293,10 +293,9 @@ def expectation(
     """
     weights, features, batch = _validate_inputs(circuit, weights, features)
     paulis = parse_observables(observables, circuit.n_qubits)
+    gradient = torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad))
     library = _compiled_kernels(kernel, circuit, weights.device)
     if library is not None:
-        gradient = torch.is_grad_enabled() and (weights.requires_grad or
-                                                (features is not None and features.requires_grad))
         check_statevector_fits(circuit.n_qubits, batch, weights.dtype, False, weights.device, gradient)
         psi0 = None
         if circuit.amplitude_features is not None:
@@ -304,7 +303,6 @@ def expectation(
         return compiled_expectation(circuit, weights, features, paulis, psi0, library, tile_bytes=tile_bytes)
     compiled = compile_circuit(circuit, max_fused_qubits, max_fused_rotations)
     complex_path = not compiled.is_real
-    gradient = torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad))
     check_statevector_fits(circuit.n_qubits, batch, weights.dtype, complex_path, weights.device, gradient)
     state_dtype = _complex_of(weights.dtype) if complex_path else weights.dtype
     psi0 = None
