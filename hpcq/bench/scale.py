@@ -22,7 +22,6 @@ achieved_gbps, copy_gbps, comm_time_s, comm_bytes, ...; energy/: the runs' Energ
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import time
@@ -386,7 +385,8 @@ def render(report: dict[str, Any]) -> None:
                       f"{row['achieved_gbps']:.2f}", f"{row['copy_gbps']:.2f}", f"{row['bandwidth_fraction']:.0%}",
                       f"{row['comm_time_s']:.3f}", f"{row['comm_bytes'] / 2**20:.1f}",
                       f"{row['energy']['joules']:.1f}", f"{row['load_1min']:.1f}")
-    console = Console(width=None if Console().is_terminal else 140, highlight=False)
+    terminal = Console().is_terminal
+    console = Console(width=None if terminal else 140, highlight=False, color_system="auto" if terminal else None)
     console.print(table)
     console.print(f"energy method: {report['runs'][0]['energy']['method']}; load = 1-minute load average at the "
                   "start of each run")
