@@ -85,6 +85,13 @@ def test_cli_writes_table_and_main_effects_plot_and_lists_the_skipped_file(study
         assert (out / name).is_file(), name
 
 
+def test_cli_on_benchmark_runs_only(tmp_path):
+    write_bench_scale(tmp_path / "runs")
+    result = CliRunner().invoke(app, ["aggregate", str(tmp_path / "runs"), "--out", str(tmp_path / "agg")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "agg" / "runs.csv").is_file()
+
+
 def test_cli_error_is_one_line_and_exit_code_2(tmp_path):
     done = subprocess.run([sys.executable, "-m", "hpcq", "aggregate", str(tmp_path), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True)

@@ -44,7 +44,8 @@ def render_analysis(analysis: StudyAnalysis, out_dir: Path) -> None:
     """What `hpcq aggregate` prints."""
     for line in summary_lines(analysis.aggregated, out_dir):
         print(line)
-    for row in analysis.screening.paired.dropna(subset=["mean_diff"]).itertuples():
+    paired = analysis.screening.paired
+    for row in (paired.dropna(subset=["mean_diff"]) if "mean_diff" in paired else paired.iloc[0:0]).itertuples():
         print(f"quantum ({row.quantum_config}) - {row.classical_kind}: {row.mean_diff:+.4f} "
               f"[95% CI {row.ci_low:+.4f}, {row.ci_high:+.4f}] over {row.n_pairs} seeds")
     if analysis.figures:
