@@ -36,15 +36,17 @@ def small_config(*overrides: str) -> dict:
 
 
 def test_adapted_body_starts_at_the_frozen_embeddings_and_trains_with_the_head():
-    config = small_config()
+    config = small_config("model.center=true", "model.bias_amplitude=1.0")
     transformer = load_sentence_model(resolve_model("packaged"))
     reference = copy.deepcopy(transformer)
     data = load_joint_data(config, transformer.tokenizer)
-    model = build_joint_model(config, transformer, data.n_classes).model
+    model = build_joint_model(config, transformer, data).model
 
     sentences = load_dataset("sst2-sentences")
     rows = paper_split(np.asarray(sentences.labels), 0, 8, 0.25).train
     expected = reference.encode([sentences.texts[i] for i in rows], convert_to_tensor=True)
+    # `center` subtracts the mean of the frozen training embeddings, as in task head
+    assert (model.base_model.head.center_vector - expected.mean(dim=0)).abs().max() < 1e-6
     body = model.base_model.body
     body.eval()
     assert (body(data.train.x) - expected).abs().max() < 1e-5  # training path, gradients on

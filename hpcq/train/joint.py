@@ -123,21 +123,27 @@ def load_joint_data(config: dict, tokenizer: Any) -> JointData:
     return JointData(part(split.train, False), part(split.validation, True), part(test, True), n_classes)
 
 
-def build_joint_model(config: dict, transformer: nn.Module, n_classes: int) -> AdaptedModel:
+def build_joint_model(config: dict, transformer: nn.Module, data: JointData) -> AdaptedModel:
     """`transformer` (a SentenceTransformer) with the configured method on its body and a fresh head. The head
-    is built right after seeding, as task head builds it, so `method: frozen` starts from the frozen-body run's
-    head weights; QuanTA's gates are drawn after it."""
+    is built right after seeding and prepared on the frozen embeddings of the training sentences, as task head
+    does (so `method: frozen` starts from the frozen-body run's head, and `center` subtracts their mean, fixed
+    while the body trains); QuanTA's gates are drawn after it."""
     if config["train"]["body_dropout"] is not None:
         for module in transformer.modules():
             if isinstance(module, nn.Dropout):
                 module.p = config["train"]["body_dropout"]
+    body = SentenceEncoder(transformer)
     torch.manual_seed(config["seed"])
-    head = build_head(config["model"], transformer.get_embedding_dimension(), n_classes, torch.float32)
+    head = build_head(config["model"], transformer.get_embedding_dimension(), data.n_classes, torch.float32)
+    if hasattr(head, "prepare"):
+        with torch.no_grad():
+            body.eval()
+            size = config["train"]["eval_batch_size"]
+            head.prepare(torch.cat([body(data.train.x[start:start + size]) for start in range(0, len(data.train), size)]))
     adapter = config["adapter"]
-    return adapt_model(JointModel(SentenceEncoder(transformer), head), config["method"],
-                       target_modules=adapter["target_modules"], head_modules=[HEAD], axes=adapter["axes"],
-                       n_axes=adapter["n_axes"], dropout=adapter["dropout"], path=adapter["path"],
-                       lora_rank=adapter["lora_rank"], lora_alpha=adapter["lora_alpha"])
+    return adapt_model(JointModel(body, head), config["method"], target_modules=adapter["target_modules"],
+                       head_modules=[HEAD], axes=adapter["axes"], n_axes=adapter["n_axes"], dropout=adapter["dropout"],
+                       path=adapter["path"], lora_rank=adapter["lora_rank"], lora_alpha=adapter["lora_alpha"])
 
 
 def selected_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -203,7 +209,7 @@ def train_joint(config: dict, out: str | Path, resume: bool = False, progress: b
     started = time.perf_counter()
     transformer = load_sentence_model(resolve_model(config["data"]["model"]))
     data = load_joint_data(config, transformer.tokenizer)
-    adapted = build_joint_model(config, transformer, data.n_classes)
+    adapted = build_joint_model(config, transformer, data)
     model = adapted.model
     train = config["train"]
     optimizer = adamw_with_head_rate(model, [HEAD], train["lr"], train["body_lr"], train["weight_decay"])
