@@ -100,7 +100,9 @@ def bench_adapters(
     method: Annotated[Optional[list[str]], typer.Option(help="quanta, lora, full, frozen (repeatable; default all).")] = None,
     train_subset: Annotated[int, typer.Option(help="Training rows per run (0: all).")] = 1000,
     epochs: Annotated[int, typer.Option(help="Epochs per training run.")] = 1,
-    repeats: Annotated[int, typer.Option(help="Interleaved timing rounds.")] = 7,
+    repeats: Annotated[int, typer.Option(help="Interleaved training-step rounds.")] = 7,
+    inference_repeats: Annotated[int, typer.Option(help="Interleaved inference rounds.")] = 31,
+    inference_rows: Annotated[int, typer.Option(help="Dev rows per timed inference call.")] = 32,
     threads: Annotated[int, typer.Option(help="torch threads (1 is steadiest on a shared machine).")] = 1,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="key.path=value for the runs (repeatable).")] = None,
     quality: Annotated[bool, typer.Option(help="Train each method for its test metric (--no-quality: timing only).")] = True,
@@ -109,8 +111,10 @@ def bench_adapters(
     time (interleaved, medians), memory, and merged inference against the base model."""
     from hpcq.bench.adapters import METHODS, AdapterBenchSpec, run_adapter_bench
 
-    spec = AdapterBenchSpec(str(config), tuple(task or ("SST-2", "MRPC")), tuple(method or METHODS),
-                            train_subset or None, epochs, repeats, threads, tuple(overrides or ()), quality)
+    spec = AdapterBenchSpec(config=str(config), tasks=tuple(task or ("SST-2", "MRPC")),
+                            methods=tuple(method or METHODS), train_subset=train_subset or None, epochs=epochs,
+                            repeats=repeats, inference_repeats=inference_repeats, inference_rows=inference_rows,
+                            threads=threads, overrides=tuple(overrides or ()), quality=quality)
     report = run_adapter_bench(spec, out)
     print((out / "report.md").read_text())
     print(f"report: {out / 'report.json'}; load average before {report['load_before']}, after {report['load_after']}")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from hpcq.bench.adapters import AdapterBenchSpec, interleaved, run_adapter_bench
+from hpcq.bench.adapters import AdapterBenchSpec, interleaved, paired_ratio, run_adapter_bench
 from hpcq.errors import ConfigError
 from test_glue_tokens import small_glue
 
@@ -29,12 +29,14 @@ def test_interleaved_rotates_the_order_and_keeps_every_time():
     times = interleaved(calls, repeats=3)
     assert order == list("abc") + list("abc") + list("bca") + list("cab")  # a warm-up round first
     assert times == {name: [0.5] * 3 for name in "abc"}
+    # the ratio is taken within each round, then the median: a slow round does not bias it
+    assert paired_ratio({"q": [1.0, 10.0, 1.2], "l": [1.0, 9.0, 1.0]}, "q", "l") == pytest.approx(10 / 9)  # not 1.2
 
 
 @pytest.mark.slow
 def test_report_compares_quanta_and_lora(tmp_path, sst2):
     spec = AdapterBenchSpec(tasks=("SST-2",), methods=("quanta", "lora"), train_subset=16, repeats=2,
-                            overrides=SMALL)
+                            inference_repeats=3, inference_rows=16, overrides=SMALL)
     report = run_adapter_bench(spec, tmp_path / "bench", progress=False)
     methods = report["tasks"]["SST-2"]["methods"]
     assert set(methods) == {"quanta", "lora", f"quanta[{'dense' if methods['quanta']['path'] == 'chain' else 'chain'}]"}
@@ -42,6 +44,7 @@ def test_report_compares_quanta_and_lora(tmp_path, sst2):
         row = methods[name]
         assert row["metric_name"] == "accuracy" and 0 <= row["metric"] <= 1 and row["peak_rss_bytes"] > 0
         assert len(row["step_s_all"]) == 2 and row["step_s"] > 0 and row["activation_bytes"] > 0
+    assert methods["lora"]["over_lora"] == 1.0 and methods["quanta"]["over_lora"] > 0
     assert methods["lora"]["lora_rank"] == 11 and methods["quanta"]["adapter_params"] == 104_448
     # QuanTA keeps at most a few activation-sized tensors more than LoRA of the same parameter count
     assert methods["quanta"]["activation_bytes"] < 2 * methods["lora"]["activation_bytes"]
@@ -64,6 +67,7 @@ def test_bad_method_and_wrong_task_are_refused(tmp_path, sst2):
 def test_cli_verb_timing_only(tmp_path, sst2):
     command = [sys.executable, "-m", "hpcq", "bench", "adapters", "--out", str(tmp_path / "b"), "--task", "SST-2",
                "--method", "quanta", "--method", "frozen", "--no-quality", "--repeats", "1",
+               "--inference-repeats", "1", "--inference-rows", "4",
                *[arg for item in SMALL for arg in ("--set", item)]]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]

@@ -9,7 +9,7 @@ Three measurements per task, each made so that a machine shared with other jobs 
   its peak memory.
 * speed, interleaved: every method's model in one process on the same real training batch; in each of
   `repeats` rounds every method takes one optimizer step, in an order rotated every round, so load from other
-  processes falls on all methods alike; the report gives medians. QuanTA's forward path that "auto" did not
+  processes falls on all methods alike; the report gives medians, and ratios as medians of same-round ratios. QuanTA's forward path that "auto" did not
   choose for this batch (chain or dense, `hpcq.adapters.quanta.layer`) is timed as well. Memory beyond the weights: the bytes autograd keeps for
   backward in one step (exact: a saved-tensor hook, storages counted once, weights excluded) plus the
   gradients and AdamW moments of the trainable tensors.
@@ -53,6 +53,8 @@ class AdapterBenchSpec:
     train_subset: int | None = 1000
     epochs: int = 1
     repeats: int = 7
+    inference_repeats: int = 31
+    inference_rows: int = 32
     threads: int = 1
     overrides: tuple[str, ...] = ()
     quality: bool = True
@@ -118,8 +120,9 @@ def _adapted(config: dict, method: str, path: str | None = None) -> AdaptedModel
                        path=path or adapter["path"], lora_rank=adapter["lora_rank"], lora_alpha=adapter["lora_alpha"])
 
 
-def _real_batches(config: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """A training batch (batch_size random training rows) and an evaluation batch (the first dev rows)."""
+def _real_batches(config: dict, eval_rows: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A training batch (batch_size random training rows) and an evaluation batch (the first `eval_rows` dev
+    rows)."""
     from hpcq.data.tokens import read_token_shard, tokenize_glue
     from hpcq.train.glue import batch_inputs
 
@@ -127,7 +130,7 @@ def _real_batches(config: dict) -> tuple[dict[str, torch.Tensor], dict[str, torc
     paths = tokenize_glue(data["glue_task"], data["model"], data["tokens_dir"], data["max_length"])
     shard, dev = read_token_shard(paths["train"]), read_token_shard(paths["dev"])
     rows = np.random.default_rng(config["seed"]).choice(len(shard), size=train["batch_size"], replace=False)
-    evaluation = batch_inputs(dev, np.arange(min(len(dev), train["eval_batch_size"])), torch.device("cpu"))
+    evaluation = batch_inputs(dev, np.arange(min(len(dev), eval_rows)), torch.device("cpu"))
     evaluation.pop("labels")
     return batch_inputs(shard, np.sort(rows), torch.device("cpu")), evaluation
 
@@ -186,6 +189,12 @@ def interleaved(calls: dict[str, Callable[[], float]], repeats: int) -> dict[str
     return times
 
 
+def paired_ratio(times: dict[str, list[float]], name: str, reference: str) -> float:
+    """The median over rounds of `name`'s time over `reference`'s in the same round: slow drifts in the load of
+    a shared machine cancel within a round, where they would not between two separate medians."""
+    return statistics.median(a / b for a, b in zip(times[name], times[reference]))
+
+
 def _timed(function: Callable[[], Any]) -> Callable[[], float]:
     def call() -> float:
         started = time.perf_counter()
@@ -208,10 +217,11 @@ def _memory_row(adapted: AdaptedModel, batch: dict[str, torch.Tensor]) -> dict[s
     return row
 
 
-def speed(config: dict, methods: tuple[str, ...], repeats: int) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int]:
+def speed(config: dict, methods: tuple[str, ...], spec: AdapterBenchSpec
+          ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int]:
     """Interleaved train-step medians and memory per method (and QuanTA's other path), interleaved inference;
     also returns the training batch's token count."""
-    batch, evaluation = _real_batches(config)
+    batch, evaluation = _real_batches(config, spec.inference_rows)
     variants: dict[str, AdaptedModel] = {}
     for method in methods:
         variants[method] = _adapted(config, method)
@@ -221,9 +231,12 @@ def speed(config: dict, methods: tuple[str, ...], repeats: int) -> tuple[dict[st
     report = {name: _memory_row(adapted, batch) for name, adapted in variants.items()}
     steps = {name: _stepper(adapted.model, batch, {**config, "method": adapted.method})
              for name, adapted in variants.items()}
-    for name, seconds in interleaved(steps, repeats).items():
+    times = interleaved(steps, spec.repeats)
+    for name, seconds in times.items():
         report[name].update(step_s=statistics.median(seconds), step_s_all=seconds)
-    inference = _inference(config, variants.get("quanta"), evaluation, repeats)
+        if "lora" in times:
+            report[name]["over_lora"] = paired_ratio(times, name, "lora")
+    inference = _inference(config, variants.get("quanta"), evaluation, spec.inference_repeats)
     return report, inference, int(batch["attention_mask"].sum())
 
 
@@ -248,8 +261,8 @@ def _inference(config: dict, quanta: AdaptedModel | None, evaluation: dict[str, 
     times = interleaved(calls, repeats)
     medians = {name: statistics.median(values) for name, values in times.items()}
     return {"rows": int(evaluation["input_ids"].shape[0]), "median_s": medians, "all_s": times,
-            "merged_over_base": medians["quanta_merged"] / medians["base"],
-            "unmerged_over_base": medians["quanta_unmerged"] / medians["base"],
+            "merged_over_base": paired_ratio(times, "quanta_merged", "base"),
+            "unmerged_over_base": paired_ratio(times, "quanta_unmerged", "base"),
             "merged_vs_unmerged_max_abs_logit_difference": difference}
 
 
@@ -273,8 +286,7 @@ def run_adapter_bench(spec: AdapterBenchSpec, out: Path, progress: bool = True) 
                 task_report.methods[method] = _quality_run(config, out / "runs" / f"{task}-{method}.h5")
         if progress:
             print(f"[bench adapters] {task}: interleaved step timing (load {load_average()})", flush=True)
-        timings, task_report.inference, task_report.batch_tokens = speed(configs[spec.methods[0]], spec.methods,
-                                                                         spec.repeats)
+        timings, task_report.inference, task_report.batch_tokens = speed(configs[spec.methods[0]], spec.methods, spec)
         for name, values in timings.items():
             task_report.methods.setdefault(name, {}).update(values)
         report["tasks"][task] = asdict(task_report)
@@ -298,22 +310,23 @@ def render_markdown(report: dict[str, Any]) -> str:
     spec = report["spec"]
     lines = [f"QuanTA vs LoRA (matched parameters) vs full vs frozen: {spec['config']}, train subset "
              f"{spec['train_subset']}, {spec['epochs']} epoch(s), {spec['threads']} thread(s), {spec['repeats']} "
-             f"interleaved rounds. Load average before {report['load_before']}, after {report.get('load_after')}.",
-             "", "| task | method | trainable params | test metric | step s (interleaved median) | × LoRA | "
-             "step s (in run) | activations MB | grads+AdamW MB | peak RSS MB (run) |", "|" + "---|" * 10]
+             f"interleaved training rounds, {spec['inference_repeats']} inference rounds. Load average before "
+             f"{report['load_before']}, after {report.get('load_after')}.", "",
+             "| task | method | trainable params | test metric | step s (interleaved median) | × LoRA (paired median) "
+             "| step s (in run) | activations MB | grads+AdamW MB | peak RSS MB (run) |", "|" + "---|" * 10]
     for task, task_report in report["tasks"].items():
         methods = task_report["methods"]
-        lora = methods.get("lora", {}).get("step_s")
         for name, row in methods.items():
             cells = [task, name + (f" (r={row['lora_rank']})" if "lora_rank" in row else ""),
                      str(row.get("trainable_params", "")),
                      f"{row['metric_name']} {row['metric']:.4f}" if "metric" in row else "",
                      f"{row['step_s']:.3f}" if "step_s" in row else "",
-                     f"{row['step_s'] / lora:.2f}" if lora and "step_s" in row else "",
+                     f"{row['over_lora']:.2f}" if "over_lora" in row else "",
                      f"{row['run_step_s']:.3f}" if "run_step_s" in row else "",
                      _mb(row.get("activation_bytes")), _mb(row.get("optimizer_bytes")), _mb(row.get("peak_rss_bytes"))]
             lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| task | tokens per train batch | eval rows | base s | QuanTA merged s | merged / base | "
+    lines += ["", "Inference (no gradients; ratios are medians of same-round ratios):", "",
+              "| task | tokens per train batch | eval rows | base s | QuanTA merged s | merged / base | "
                   "QuanTA unmerged s | unmerged / base | max logit difference merged vs unmerged |", "|" + "---|" * 9]
     for task, task_report in report["tasks"].items():
         inference = task_report["inference"]
