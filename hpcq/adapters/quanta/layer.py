@@ -157,6 +157,7 @@ class QuantaLinear(nn.Module):
         dropout = self.training and isinstance(self.quanta_dropout, nn.Dropout)
         if not torch.is_grad_enabled() and not dropout:
             return F.linear(x, self._evaluation_weight(), bias)
+        self._eval_cache = None  # training: θ changes every step, so do not hold a stale out×in copy
         frozen = self._frozen_dense().to(weight.dtype)
         dense = self.chooses_dense(x.numel() // self.in_features)
         if not dropout:
