@@ -76,7 +76,9 @@ def test_killed_run_resumes_to_the_unbroken_result(tmp_path, sst2):
     assert ckpt.exists() and not out.exists(), "the run ended before it could be interrupted"
 
     resumed = read_run(train_glue(load_config(config_file), out, resume=True, progress=False))
-    np.testing.assert_array_equal(resumed.metrics["step_loss"], unbroken.metrics["step_loss"])
+    # The killed epoch ran in another process; float32 GEMMs may sum in another order there (last-bit noise),
+    # while a resume that lost or repeated a step would move the losses by ~1e-3.
+    np.testing.assert_allclose(resumed.metrics["step_loss"], unbroken.metrics["step_loss"], rtol=1e-6, atol=0)
     np.testing.assert_array_equal(resumed.metrics["test_accuracy"], unbroken.metrics["test_accuracy"])
     assert resumed.final["test_accuracy"] == unbroken.final["test_accuracy"]
 
