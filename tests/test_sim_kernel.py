@@ -121,6 +121,19 @@ def test_threads_split_the_work_without_changing_the_answer(batch, monkeypatch):
         assert torch.allclose(one, several, atol=1e-12)
 
 
+@pytest.mark.parametrize("batch, lanes_per_vector, threads, expected", [
+    (8, 8, 1, 1),  # one thread, one vector holds the batch: wider rows would only be padding
+    (8, 16, 2, 1),  # AVX-512 float32: half a vector of padding is the least possible
+    (64, 8, 2, 4),  # two chunks of four vectors, one per thread
+    (64, 8, 4, 2),
+    (256, 8, 1, 4),
+])
+def test_rows_are_no_wider_than_the_batch_needs(batch, lanes_per_vector, threads, expected):
+    from hpcq.sim.kernel.engine import choose_vectors_per_row
+
+    assert choose_vectors_per_row(batch, lanes_per_vector, threads) == expected
+
+
 @needs_kernels
 def test_auto_takes_the_kernels_only_where_they_apply(monkeypatch):
     from hpcq.sim import kernel

@@ -162,9 +162,11 @@ class _CompiledExpectation(torch.autograd.Function):
 
 def choose_vectors_per_row(batch: int, lanes_per_vector: int, threads: int) -> int:
     """The widest rows that still give every thread a chunk of its own (threads then never wait on each
-    other); one vector when the batch is too small for that, which wastes the fewest padded lanes."""
+    other) and are no wider than the batch needs (padded lanes cost time and a state's worth of memory each);
+    one vector when the batch is too small for that, which wastes the fewest padded lanes."""
+    vectors_needed = math.ceil(batch / lanes_per_vector)
     for vectors in VECTORS_PER_ROW:
-        if math.ceil(batch / (vectors * lanes_per_vector)) >= threads:
+        if vectors <= vectors_needed and math.ceil(batch / (vectors * lanes_per_vector)) >= threads:
             return vectors
     return 1
 
