@@ -1,4 +1,10 @@
-"""Forward+gradient of the paper ansatz at 20 qubits stays within 1.5 GiB of peak resident memory."""
+"""Forward+gradient of the paper ansatz at 20 qubits adds under 1 GiB to the process's peak resident memory.
+
+Eight float32 states of 2**20 amplitudes are 32 MiB: the bound leaves room for SIMD padding and a few
+states per sample, and fails if the gradient kept every intermediate state. Measured as growth over the
+peak after importing torch and building the kernels, which differs between machines for reasons that are
+not the simulator's.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,18 @@ SCRIPT = """
 import resource, torch
 from hpcq.circuits import reuploading_ansatz
 from hpcq.sim import expectation
+from hpcq.sim.kernel import kernel_status
+def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+small = reuploading_ansatz(4, 1, 1, 1)
+expectation(small, torch.rand(small.n_weights), torch.rand(2, 4), ["IIIZ"])  # builds or loads the kernels
+print(f"torch threads {torch.get_num_threads()}; kernels: {kernel_status()}")
+print(peak())
 circuit = reuploading_ansatz(20, 2, 3, 2)
 weights = torch.rand(circuit.n_weights, requires_grad=True)
 features = torch.rand(8, 20, requires_grad=True)
 expectation(circuit, weights, features, ["I" * 19 + "Z"]).sum().backward()
 assert torch.isfinite(weights.grad).all() and weights.grad.abs().sum() > 0
-from hpcq.sim.kernel import kernel_status
-print(f"torch threads {torch.get_num_threads()}; kernels: {kernel_status()}")
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(peak())
 """
 
 
@@ -26,7 +36,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 def test_twenty_qubit_forward_and_gradient_peak_memory():
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    *details, peak = done.stdout.strip().splitlines()
-    peak_bytes = int(peak)
-    print(f"peak RSS {peak_bytes / 2**30:.2f} GiB", *details)
-    assert peak_bytes < 1.5 * 2**30, f"peak RSS {peak_bytes / 2**30:.2f} GiB; {details}"
+    *details, before, after = done.stdout.strip().splitlines()
+    growth = int(after) - int(before)
+    summary = f"peak RSS {int(before) / 2**30:.2f} GiB after import, {int(after) / 2**30:.2f} GiB after; {details}"
+    print(summary)
+    assert growth < 2**30, summary
