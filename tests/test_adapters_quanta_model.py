@@ -167,3 +167,21 @@ def test_a_few_steps_on_minilm_lower_the_loss(minilm, batch):
         optimizer.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 0.05, losses
+
+
+@pytest.mark.parametrize("path", ["chain", "dense"])
+def test_bfloat16_autocast_trains_with_float32_gates(minilm, batch, path):
+    """Mixed precision as a user would run it: the body's GEMMs in bfloat16, the gates' own contractions in
+    float32; the logits agree with float32 to bfloat16 precision and every gate gets a gradient."""
+    inputs, labels = batch
+    model = get_quanta_model(copy.deepcopy(minilm), QuantaConfig(**CONFIG, path=path)).train()
+    perturb(model)
+    with torch.no_grad():
+        reference = model(**inputs).logits
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(**inputs, labels=labels)
+    output.loss.backward()
+    assert output.logits.dtype == torch.bfloat16
+    assert torch.allclose(output.logits.float(), reference, atol=0.1), (output.logits.float() - reference).abs().max()
+    gates = [p for name, p in model.named_parameters() if "quanta_gates" in name]
+    assert gates and all(g.dtype == torch.float32 and g.grad is not None and g.grad.abs().sum() > 0 for g in gates)

@@ -54,6 +54,13 @@ def require_linear(module: nn.Module, name: str) -> None:
         )
 
 
+def _gate_arithmetic(device: torch.device):
+    """The gates' contractions in their own dtype (float32): autocast would run some of their einsum steps in
+    bfloat16 and others not, and tensordot refuses the mix. Only these small contractions leave autocast; the
+    layer's GEMMs with the activations keep it."""
+    return torch.autocast(device.type, enabled=False)
+
+
 def _pair_key(pair: tuple[int, int]) -> str:
     return f"{pair[0]}_{pair[1]}"
 
@@ -111,13 +118,15 @@ class QuantaLinear(nn.Module):
         frozen = self.frozen_gates
         key = self._versions(frozen)
         if self._frozen_cache is None or self._frozen_cache[0] != key:
-            with torch.no_grad():
+            with torch.no_grad(), _gate_arithmetic(frozen[0].device):
                 self._frozen_cache = (key, self._crop(dense_operator(frozen, self.axes)).contiguous())
         return self._frozen_cache[1]
 
     def _gates_dense(self) -> torch.Tensor:
         """T(θ) cropped to out×in (differentiable in θ)."""
-        return self._crop(dense_operator(list(self.quanta_gates.values()), self.axes))
+        gates = list(self.quanta_gates.values())
+        with _gate_arithmetic(gates[0].device):
+            return self._crop(dense_operator(gates, self.axes))
 
     def delta_weight(self) -> torch.Tensor:
         """ΔW = T(θ) − T(θ0) as an out×in float32 matrix (differentiable in θ)."""
@@ -133,11 +142,13 @@ class QuantaLinear(nn.Module):
         return dense <= CHAIN_PENALTY * chain
 
     def _update(self, x: torch.Tensor) -> torch.Tensor:
-        """T(θ)·pad(x), cropped to the output size, for x [..., in_features]."""
-        rows = x.reshape(-1, self.in_features)
+        """T(θ)·pad(x), cropped to the output size, for x [..., in_features], in the gates' dtype."""
+        gates = list(self.quanta_gates.values())
+        rows = x.reshape(-1, self.in_features).to(gates[0].dtype)
         if self.dim > self.in_features:
             rows = F.pad(rows, (0, self.dim - self.in_features))
-        out = apply_gates(rows, list(self.quanta_gates.values()), self._plan)
+        with _gate_arithmetic(x.device):
+            out = apply_gates(rows, gates, self._plan)
         return out[:, : self.out_features].reshape(*x.shape[:-1], self.out_features)
 
     def _evaluation_weight(self) -> torch.Tensor:
@@ -164,12 +175,14 @@ class QuantaLinear(nn.Module):
             # One GEMM with (W0 − T(θ0)) plus the update, without ever writing to W0 (cf. the official code).
             if dense:
                 return F.linear(x, weight - frozen + self._gates_dense().to(weight.dtype), bias)
-            return F.linear(x, weight - frozen, bias) + self._update(x)
+            base = F.linear(x, weight - frozen, bias)
+            return base + self._update(x).to(base.dtype)
         # With dropout, the update sees the dropped input: (T(θ) − T(θ0))·dropout(x), as LoRA does.
         dropped = self.quanta_dropout(x)
         if dense:
             return F.linear(x, weight, bias) + F.linear(dropped, self._gates_dense().to(weight.dtype) - frozen)
-        return F.linear(x, weight, bias) + self._update(dropped) - F.linear(dropped, frozen)
+        base = F.linear(x, weight, bias) - F.linear(dropped, frozen)
+        return base + self._update(dropped).to(base.dtype)
 
     @torch.no_grad()
     def merge(self) -> None:
