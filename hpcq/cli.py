@@ -78,7 +78,9 @@ def bench_scale(
     device: Annotated[str, typer.Option(help="torch device: cpu or cuda (one GPU per rank).")] = "cpu",
     threads: Annotated[Optional[int], typer.Option(help="torch threads per rank (default: OMP_NUM_THREADS).")] = None,
     min_seconds: Annotated[float, typer.Option(help="Minimum timed seconds per run.")] = 1.0,
-    fused_qubits: Annotated[int, typer.Option(help="Widest fused block (qubits); a pass is one block.")] = 5,
+    fused_qubits: Annotated[Optional[int], typer.Option(
+        help="Widest fused block (qubits); a pass is one block. Default: the backend's own.")] = None,
+    kernel: Annotated[str, typer.Option(help="distributed backend: auto (compiled CPU kernels), compiled or torch.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Time per gate pass, GB/s against the node's measured copy bandwidth, communication, strong and weak
@@ -86,7 +88,7 @@ def bench_scale(
     from hpcq.bench.scale import ScaleSpec, bench_scale as run_bench, parse_qubits, parse_ranks
 
     spec = ScaleSpec(parse_qubits(qubits), parse_ranks(ranks), backend, layers, connectivity, reuploads, dtype,
-                     device, threads, min_seconds, fused_qubits)
+                     device, threads, min_seconds, fused_qubits, kernel)
     code = run_bench(spec, out, as_json)
     if code:
         raise typer.Exit(code)

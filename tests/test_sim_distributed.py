@@ -196,11 +196,14 @@ def test_distributed_rejects_bad_rank_counts_and_options():
     assert expectation(circuit, weights, torch.zeros(1, 4), backend="distributed").shape == (1, 4)
 
 
-def test_slice_applier_equals_the_permuting_path():
-    """Blocks applied in place (adjacent axes) or after a ring-layout permutation give the same state as the
-    statevector-style path (every block moved to the leading axes), for real and complex circuits."""
+@pytest.mark.parametrize("compiled", [False, True], ids=["torch", "compiled"])
+def test_slice_applier_equals_the_permuting_path(compiled):
+    """Blocks applied in place (adjacent axes, or any bits with the compiled kernel) or after a ring-layout
+    permutation give the same state as the statevector-style path (every block moved to the leading axes),
+    for real and complex circuits."""
     from hpcq.sim.distributed.engine import apply_block
     from hpcq.sim.distributed.local import SliceApplier, ring_layout
+    from hpcq.sim.kernel import load_library
     from hpcq.sim.layout import canonical_layout, permute_state
     from hpcq.sim.statevector import block_matrices, compile_circuit
 
@@ -209,18 +212,21 @@ def test_slice_applier_equals_the_permuting_path():
     assert ring_layout(range(8), (1, 2, 6)) == (6, 1, 2, 3, 4, 5, 7, 0)  # the longest gap follows qubit 2
     seen = []
     for circuit in (reuploading_ansatz(11, 2, 2, 1), random_circuit(11, 60, 6, 0, seed=12)):
-        compiled = compile_circuit(circuit, 3)
+        compiled_circuit = compile_circuit(circuit, 3)
         weights = torch.randn(circuit.n_weights, dtype=torch.float64)
         features = torch.randn(1, circuit.n_features, dtype=torch.float64) if circuit.n_features else None
-        complex_path = not compiled.is_real
-        matrices = block_matrices(compiled, weights, features, complex_path)
+        complex_path = not compiled_circuit.is_real
+        matrices = block_matrices(compiled_circuit, weights, features, complex_path)
         dtype = torch.complex128 if complex_path else torch.float64
         start = torch.randn(2**11, 1, dtype=dtype)
-        applier, kinds = SliceApplier(compiled.blocks), set()
+        library = load_library() if compiled else None
+        if compiled and library is None:
+            pytest.skip("the compiled kernels cannot be built here (no C compiler)")
+        applier, kinds = SliceApplier(compiled_circuit.blocks, library), set()
         ours, layout = start.clone(), tuple(range(11))
         ours = permute_state(ours, canonical_layout(11), layout)
         reference, reference_layout = start.clone(), canonical_layout(11)
-        for index, (block, matrix) in enumerate(zip(compiled.blocks, matrices)):
+        for index, (block, matrix) in enumerate(zip(compiled_circuit.blocks, matrices)):
             previous = layout
             ours, layout = applier.apply(ours, layout, index, matrix)
             kinds.add("in place" if layout == previous else "permuted")
@@ -229,4 +235,7 @@ def test_slice_applier_equals_the_permuting_path():
         difference = permute_state(ours, layout, canonical_layout(11)) - permute_state(
             reference, reference_layout, canonical_layout(11))
         assert difference.abs().max() < 1e-12
-    assert seen[0] == {"in place", "permuted"} and "permuted" in seen[1]  # both paths ran
+    if compiled:  # the real circuit never moves; the complex one keeps the torch path
+        assert seen[0] == {"in place"} and "permuted" in seen[1]
+    else:
+        assert seen[0] == {"in place", "permuted"} and "permuted" in seen[1]  # both paths ran

@@ -223,3 +223,42 @@ def test_doctor_says_whether_the_kernels_are_usable(tmp_path, monkeypatch):
     monkeypatch.setattr(library, "_LOADED", {})
     check = next(c for c in diagnose() if c.name == "statevector compiled kernels")
     assert not check.usable and "always fails" in check.detail and "C compiler" in check.fix
+
+
+def _dense_reference(state: torch.Tensor, positions: list[int], matrix: torch.Tensor) -> torch.Tensor:
+    """M on the index bits `positions` (bit j of M's index on positions[j]) by tensordot over qubit axes."""
+    n, k = state.numel().bit_length() - 1, len(positions)
+    axes = [n - 1 - positions[j] for j in reversed(range(k))]  # M's index is most significant bit first
+    out = torch.tensordot(matrix.reshape([2] * (2 * k)), state.reshape([2] * n), dims=(list(range(k, 2 * k)), axes))
+    return out.movedim(list(range(k)), axes).reshape(-1)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_dense_blocks_on_any_bits_match_tensordot(dtype, tolerance):
+    """Blocks on lane bits only, row bits only and mixed, ordered or not, up to the kernel's widest block."""
+    from hpcq.sim.kernel.dense import apply_dense
+
+    library = load_library()
+    generator = torch.Generator().manual_seed(5)
+    cases = [(3, [0]), (4, [2, 0, 3]), (6, [5]), (9, [0, 1, 2]), (9, [8, 3, 0, 6]), (12, [11, 0, 5, 2, 9]),
+             (12, [7, 1, 10, 4, 3, 6]), (14, [13, 12, 11, 10, 9]), (10, [9, 4]), (11, [3, 7, 10]),
+             (13, [12, 3, 8, 5]), (8, [3]), (15, [14, 4, 9, 6, 11])]  # the last five: every row-only width
+    for n, positions in cases:
+        state = torch.randn(2**n, dtype=torch.float64, generator=generator)
+        matrix = torch.randn(2 ** len(positions), 2 ** len(positions), dtype=torch.float64, generator=generator)
+        ours = state.to(dtype, copy=True)
+        apply_dense(library, ours, positions, matrix)
+        expected = _dense_reference(state, positions, matrix)
+        assert (ours.double() - expected).abs().max() <= tolerance * expected.abs().max(), (n, positions)
+
+
+@needs_kernels
+def test_dense_kernel_refuses_what_it_cannot_take():
+    from hpcq.sim.kernel.dense import apply_dense
+
+    library = load_library()
+    state = torch.zeros(2**6, dtype=torch.float64)
+    for positions in ([6], [1, 1], list(range(library.cdll.hpcq_dense_max_qubits() + 1))):
+        with pytest.raises(ValueError, match="refused positions"):
+            apply_dense(library, state, positions, torch.eye(2 ** len(positions), dtype=torch.float64))

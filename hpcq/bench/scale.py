@@ -6,7 +6,9 @@ count A..B and each rank count. A *gate pass* is one fused block applied to the 
 writes every amplitude once, so it moves at least 2·2^n·(bytes per amplitude) bytes. The time per pass is the
 forward's wall time (slowest rank) over its number of fused blocks, so layout copies, index-bit swaps and
 Python overhead all count against it. A block of k qubits does 2^k multiply-adds per amplitude, so wider
-fusion (`--fused-qubits`, the backends' default 5) means fewer, more compute-heavy passes. Per rank:
+fusion (`--fused-qubits`; default, the backend's own: 3 for the distributed backend's compiled CPU kernels,
+else 5) means fewer, more compute-heavy passes. `--kernel torch` times the distributed backend's PyTorch path
+instead of its compiled kernels. Per rank:
 
 * achieved GB/s = bytes moved per pass / ranks / time per pass;
 * copy GB/s = a `Tensor.copy_` of a buffer as large as the rank's slice (64 MiB..1 GiB, so DRAM rather than
@@ -54,7 +56,8 @@ class ScaleSpec:
     device: str = "cpu"
     threads: int | None = None
     min_seconds: float = 1.0
-    fused_qubits: int = 5
+    fused_qubits: int | None = None
+    kernel: str = "auto"
 
     def validate(self) -> None:
         first, last = self.qubits
@@ -65,13 +68,15 @@ class ScaleSpec:
                 raise ConfigError(f"--ranks {r} is not a power of two; each global qubit doubles the ranks")
         if self.backend not in BACKENDS:
             raise ConfigError(f"--backend {self.backend!r} is not timed by bench scale; use one of {', '.join(BACKENDS)}")
+        if self.kernel not in ("auto", "compiled", "torch"):
+            raise ConfigError(f"--kernel {self.kernel!r} must be auto, compiled or torch")
         if self.backend != "distributed" and max(self.ranks) > 1:
             raise ConfigError(f"--backend {self.backend} runs on one rank; use --ranks 1 or --backend distributed")
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype {self.dtype!r} must be one of {', '.join(DTYPES)}")
         if not self.min_seconds > 0:
             raise ConfigError(f"--min-seconds {self.min_seconds} must be positive")
-        if not 1 <= self.fused_qubits <= 10:
+        if self.fused_qubits is not None and not 1 <= self.fused_qubits <= 10:
             raise ConfigError(f"--fused-qubits {self.fused_qubits} must be between 1 and 10")
 
     def arguments(self, out: Path, as_json: bool) -> list[str]:
@@ -80,7 +85,9 @@ class ScaleSpec:
                 "--ranks", ",".join(map(str, self.ranks)), "--backend", self.backend, "--layers", str(self.layers),
                 "--connectivity", str(self.connectivity), "--reuploads", str(self.reuploads), "--dtype", self.dtype,
                 "--device", self.device, "--min-seconds", str(self.min_seconds),
-                "--fused-qubits", str(self.fused_qubits), "--out", str(out)]
+                "--kernel", self.kernel, "--out", str(out)]
+        if self.fused_qubits:
+            args += ["--fused-qubits", str(self.fused_qubits)]
         if self.threads:
             args += ["--threads", str(self.threads)]
         return args + (["--json"] if as_json else [])
@@ -217,6 +224,14 @@ def _device(spec: ScaleSpec) -> torch.device:
     return device
 
 
+def _default_fused_qubits(spec: ScaleSpec, circuit, device: torch.device) -> int:
+    if spec.backend == "distributed":
+        from hpcq.sim.distributed import fused_qubits_for
+
+        return fused_qubits_for(circuit, device, kernel=spec.kernel)
+    return 5  # the statevector and custatevec backends' default
+
+
 def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
     """Time one (qubits, ranks) run on the ranks of `comm` (None: this process alone)."""
     from hpcq.energy.meter import EnergyMeter
@@ -234,15 +249,16 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
     amplitude = torch.finfo(dtype).bits // 8 * (2 if complex_state else 1)
     local_bytes = amplitude * 2 ** (n - n_global)
     copy = copy_gbps(local_bytes, device, comm, min(spec.min_seconds, 0.5))
-    passes = len(compile_circuit(circuit, min(spec.fused_qubits, n - n_global), MAX_FUSED_ROTATIONS).blocks)
+    fused = spec.fused_qubits or _default_fused_qubits(spec, circuit, device)
+    passes = len(compile_circuit(circuit, min(fused, n - n_global), MAX_FUSED_ROTATIONS).blocks)
     generator = torch.Generator().manual_seed(n)
     weights = (torch.rand(circuit.n_weights, generator=generator, dtype=torch.float64) * 6.28).to(dtype).to(device)
     features = (torch.rand(1, circuit.n_features, generator=generator, dtype=torch.float64) * 3.14).to(dtype).to(device)
     observable = ["I" * (n - 1) + "Z"]
-    options: dict[str, Any] = {"max_fused_qubits": spec.fused_qubits, "max_fused_rotations": MAX_FUSED_ROTATIONS}
+    options: dict[str, Any] = {"max_fused_qubits": fused, "max_fused_rotations": MAX_FUSED_ROTATIONS}
     stats = CommStats()
     if spec.backend == "distributed":
-        options.update(comm=comm, stats=stats)
+        options.update(comm=comm, stats=stats, kernel=spec.kernel)
     values: list[float] = []
 
     def step() -> None:
@@ -270,6 +286,7 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
         "comm_bytes": per_call_bytes, "comm_gbps": per_call_bytes / per_call_comm_s / 1e9 if per_call_comm_s else 0.0,
         "exchanges": exchanges, "z0": values[-1], "state_bytes": amplitude * 2**n, "local_state_bytes": local_bytes,
         "warmup_s": warmup, "load_1min": load, "threads_per_rank": torch.get_num_threads(), "energy": energy,
+        "fused_qubits": fused, "kernel": spec.kernel if spec.backend == "distributed" else "",
     }
 
 

@@ -27,10 +27,17 @@ from hpcq.sim.memory import amplitude_bytes
 from hpcq.sim.observables import parse_observables
 from hpcq.sim.plan import DEFAULT_SWAP_BUFFER_BYTES, MemoryPlan, plan_memory, require_fit
 from hpcq.sim.statevector import (
-    _AdjointExpectation, _complex_of, _validate_inputs, amplitude_state, block_matrices, compile_circuit,
+    _AdjointExpectation, _compiled_kernels, _complex_of, _validate_inputs, amplitude_state, block_matrices,
+    compile_circuit,
 )
 
 EXCHANGES = ("auto", "mpi", "custatevec")
+#: widest fused block by default: with the compiled kernels a k-qubit block costs 2^k multiply-adds per
+#: amplitude and is compute-bound from k = 4 on a 2-core AVX2 node; the 26-qubit forward took 2.1 s at 3,
+#: 2.3 s at 4, 3.1 s at 5 (`hpcq bench scale --fused-qubits`). torch (GPUs, complex blocks) pays a layout copy
+#: per block and gains from fewer, wider ones.
+COMPILED_FUSED_QUBITS = 3
+TORCH_FUSED_QUBITS = 5
 _RANKS_PER_NODE: dict[int, int] = {}
 
 
@@ -138,6 +145,21 @@ def measurement_groups(paulis, n_local: int) -> list[list[int]]:
     return groups
 
 
+def _slice_kernels(kernel: str, circuit, device: torch.device, batch: int):
+    """The compiled kernels when the forward's blocks will run through them (a real circuit on CPU, a
+    power-of-two batch so the samples are index bits of the slice), else None."""
+    library = _compiled_kernels(kernel, circuit, device)
+    return library if batch & (batch - 1) == 0 else None
+
+
+def fused_qubits_for(circuit, device: torch.device, batch: int = 1, gradient: bool = False,
+                     kernel: str = "auto") -> int:
+    """The widest fused block `expectation` uses by default: narrow blocks for a forward through the compiled
+    kernels, wide ones when torch runs the blocks (the backward pass always does)."""
+    compiled = not gradient and _slice_kernels(kernel, circuit, device, batch) is not None
+    return COMPILED_FUSED_QUBITS if compiled else TORCH_FUSED_QUBITS
+
+
 def placement_for(blocks, n_qubits: int, n_global: int, paulis, groups: list[list[int]]) -> PlacementPlan:
     """Exchanges for the fused blocks, then for measuring each observable group."""
     measured = [sorted(set().union(*(paulis[i].flips for i in group))) for group in groups]
@@ -152,18 +174,22 @@ def expectation(
     *,
     comm=None,
     exchange: str = "auto",
-    max_fused_qubits: int = 5,
+    max_fused_qubits: int | None = None,
     max_fused_rotations: int = 6,
     swap_buffer_bytes: int = DEFAULT_SWAP_BUFFER_BYTES,
     memory_per_rank: int | None = None,
     memory_per_node: int | None = None,
     ranks_per_node: int | None = None,
     stats: CommStats | None = None,
+    kernel: str = "auto",
 ) -> torch.Tensor:
     """<O_i> for each sample, [batch, n_observables] on every rank; differentiable in weights and features.
 
     `comm`: an mpi4py communicator of 2**k ranks (default: the MPI world, or one rank when not launched
-    under MPI). `stats` accumulates this rank's exchange count, bytes sent and seconds.
+    under MPI). `stats` accumulates this rank's exchange count, bytes sent and seconds. `kernel` as for the
+    statevector backend: "auto" applies the forward's real blocks on CPU in place with the compiled kernels
+    (when a C compiler is available), "torch" never, "compiled" insists. `max_fused_qubits` defaults to
+    `fused_qubits_for(...)`: 3 for a forward through the compiled kernels, else 5.
     """
     weights, features, batch = _validate_inputs(circuit, weights, features)
     comm = default_comm() if comm is None else comm
@@ -177,9 +203,11 @@ def expectation(
         raise ConfigError(f"{size} ranks leave {n - n_global} local qubits, fewer than the widest gate "
                           f"({widest_gate} qubits); use at most {2 ** (n - widest_gate)} ranks for {n} qubits")
     paulis = parse_observables(observables, n)
-    compiled = compile_circuit(circuit, min(max_fused_qubits, n - n_global), max_fused_rotations)
-    complex_path = not compiled.is_real
     gradient = torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad))
+    library = _slice_kernels(kernel, circuit, weights.device, batch)
+    width = max_fused_qubits or fused_qubits_for(circuit, weights.device, batch, gradient, kernel)
+    compiled = compile_circuit(circuit, min(width, n - n_global), max_fused_rotations)
+    complex_path = not compiled.is_real
     check_memory(n, size, batch, amplitude_bytes(weights.dtype, complex_path), gradient, comm=comm,
                  device=weights.device, ranks_per_node_=ranks_per_node, memory_per_rank=memory_per_rank,
                  memory_per_node=memory_per_node, swap_buffer_bytes=swap_buffer_bytes,
@@ -193,8 +221,9 @@ def expectation(
     groups = measurement_groups(paulis, n - n_global)
     engine = DistributedEngine(compiled.blocks, placement_for(compiled.blocks, n, n_global, paulis, groups), groups,
                                paulis, complex_path, state_dtype, weights.device, Collectives(comm),
-                               _swapper(exchange, comm, weights.device, swap_buffer_bytes, stats, batch))
+                               _swapper(exchange, comm, weights.device, swap_buffer_bytes, stats, batch), library)
     return _AdjointExpectation.apply(engine, batch, psi0, *matrices)
 
 
-__all__ = ["expectation", "check_memory", "CommStats", "measurement_groups", "node_ranks", "placement_for"]
+__all__ = ["expectation", "check_memory", "CommStats", "fused_qubits_for", "measurement_groups", "node_ranks",
+           "placement_for"]

@@ -15,6 +15,7 @@ import torch
 from hpcq.sim.distributed.local import SliceApplier
 from hpcq.sim.distributed.placement import Apply, Exchange, Measure, PlacementPlan
 from hpcq.sim.fusion import Block
+from hpcq.sim.kernel import KernelLibrary
 from hpcq.sim.layout import (
     Layout, apply_matrix, canonical_layout, leading_layout, outer_on_leading, permute_state, reorder_matrix,
 )
@@ -69,7 +70,7 @@ class DistributedEngine:
 
     def __init__(self, blocks: list[Block], plan: PlacementPlan, groups: list[list[int]], paulis: list[Pauli],
                  complex_path: bool, state_dtype: torch.dtype, device: torch.device, collectives: Collectives,
-                 swapper=None):
+                 swapper=None, library: KernelLibrary | None = None):
         self.blocks = blocks
         self.plan = plan
         self.groups = groups  # observable indices measured by each Measure step
@@ -79,6 +80,7 @@ class DistributedEngine:
         self.device = device
         self.collectives = collectives
         self.swapper = swapper
+        self.library = library  # compiled kernels for the forward's shared blocks, or None: torch
         self.n_local = plan.n_qubits - len(plan.initial_global)
 
     def initial_state(self, psi0: torch.Tensor | None, batch: int) -> torch.Tensor:
@@ -111,7 +113,7 @@ class DistributedEngine:
             layout = tuple(sorted(layout))
         self.globals_before = []
         partial = torch.zeros(batch, len(self.paulis), dtype=state.real.dtype, device=state.device)
-        applier = SliceApplier(self.blocks)
+        applier = SliceApplier(self.blocks, self.library)
         for step in self.plan.steps:
             if isinstance(step, Exchange):
                 applier.release()

@@ -23,9 +23,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-SOURCES = ("real_gates.c", "real_gates_impl.h")
+SOURCES = ("real_gates.c", "real_gates_impl.h", "dense_impl.h")
 #: must equal hpcq_abi_version() in real_gates.c
-ABI_VERSION = 5
+ABI_VERSION = 6
 #: flag sets tried in order: the first is the fast one; the others keep the kernels usable where the
 #: compiler lacks OpenMP or -march=native
 FLAG_SETS = (
@@ -52,10 +52,10 @@ class KernelLibrary:
     vector_bytes: int
     openmp: bool
 
-    def function(self, name: str, precision: str, vectors_per_row: int):
-        """hpcq_forward_f32_nv1 and friends; hpcq_angles_f32 and _f64 exist once per precision."""
-        if name == "angles":
-            return getattr(self.cdll, f"hpcq_angles_{precision}")
+    def function(self, name: str, precision: str, vectors_per_row: int = 1):
+        """hpcq_forward_f32_nv1 and friends; hpcq_angles_ and hpcq_dense_ exist once per precision."""
+        if name in ("angles", "dense"):
+            return getattr(self.cdll, f"hpcq_{name}_{precision}")
         return getattr(self.cdll, f"hpcq_{name}_{precision}_nv{vectors_per_row}")
 
 
@@ -160,6 +160,12 @@ def _open(path: Path, compiler: str, flags: tuple[str, ...]) -> KernelLibrary:
         # n_rot, source, values, weights, features, n_features, batch, padded, cos, sin
         angles.argtypes = [integer, pointer, pointer, pointer, pointer, integer, integer, integer, pointer, pointer]
         angles.restype = None
+    for precision in ("f32", "f64"):
+        dense = getattr(cdll, f"hpcq_dense_{precision}")
+        # n_bits, state, k, positions, matrix, threads
+        dense.argtypes = [integer, pointer, integer, pointer, pointer, integer]
+        dense.restype = integer
+    cdll.hpcq_dense_max_qubits.restype = integer
     # n_rot, source, grad, batch, padded, grad_weights, grad_features, n_features
     cdll.hpcq_scatter_gradients.argtypes = [integer, pointer, pointer, integer, integer, pointer, pointer, integer]
     cdll.hpcq_scatter_gradients.restype = None

@@ -19,6 +19,8 @@
  * tiles of one stage at a time.
  *
  * real_gates_impl.h holds the kernels; it is included once per (precision, NV) instantiation below.
+ * dense_impl.h holds hpcq_dense_<prec>, the distributed backend's in-place fused-block kernel for one state
+ * vector (SIMD over amplitudes instead of samples), included once per precision.
  */
 #include <math.h>
 #include <stddef.h>
@@ -41,12 +43,27 @@ enum { OP_RY = 0, OP_CNOT = 1, OP_CNOT_RY = 2, OP_CZ = 3, OP_X = 4, OP_Z = 5, OP
  * passes VBYTES-aligned arrays whose rows are whole vectors */
 typedef float vec_f32 __attribute__((vector_size(VBYTES)));
 typedef double vec_f64 __attribute__((vector_size(VBYTES)));
+/* lane-index vectors for __builtin_shuffle, one element per lane of vec_f32 / vec_f64 */
+typedef int32_t mask_f32 __attribute__((vector_size(VBYTES)));
+typedef int64_t mask_f64 __attribute__((vector_size(VBYTES)));
+/* the identity lane order, for the lane-xor masks of dense_impl.h */
+#if VBYTES == 64
+#define IOTA_f32 ((mask_f32){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+#define IOTA_f64 ((mask_f64){0, 1, 2, 3, 4, 5, 6, 7})
+#else
+#define IOTA_f32 ((mask_f32){0, 1, 2, 3, 4, 5, 6, 7})
+#define IOTA_f64 ((mask_f64){0, 1, 2, 3})
+#endif
+
+/** Widest block hpcq_dense_<prec> applies (its coefficients, 2^(k + row bits) vectors, then still fit L2). */
+#define HPCQ_DENSE_MAX_QUBITS 6
+int hpcq_dense_max_qubits(void) { return HPCQ_DENSE_MAX_QUBITS; }
 
 /** Bytes of one SIMD vector: the loader sizes a chunk's lanes from it. */
 int hpcq_vector_bytes(void) { return VBYTES; }
 
 /** Bumped whenever an exported signature changes, so a stale cached build is never called. */
-int hpcq_abi_version(void) { return 5; }
+int hpcq_abi_version(void) { return 6; }
 
 /** Whether the build has OpenMP (else every call runs on one thread). */
 int hpcq_openmp(void) {
@@ -138,6 +155,11 @@ static int is_prefix(const int32_t *S, int k) {
 #define NV 4
 #define SUFFIX f32_nv4
 #include "real_gates_impl.h"
+#define MASK mask_f32
+#define IOTA IOTA_f32
+#include "dense_impl.h"
+#undef IOTA
+#undef MASK
 #undef T
 #undef VEC
 #undef PREC
@@ -154,6 +176,11 @@ static int is_prefix(const int32_t *S, int k) {
 #define NV 4
 #define SUFFIX f64_nv4
 #include "real_gates_impl.h"
+#define MASK mask_f64
+#define IOTA IOTA_f64
+#include "dense_impl.h"
+#undef IOTA
+#undef MASK
 #undef T
 #undef VEC
 #undef PREC

@@ -1,0 +1,49 @@
+"""Fused blocks applied in place to one state vector: the distributed backend's rank slices.
+
+`hpcq_dense_<prec>` (dense_impl.h) applies a real 2^k × 2^k matrix to any k index bits of a vector with
+SIMD over consecutive amplitudes: one read and one write of the slice per block and no layout copies, where
+the PyTorch path needs a permutation copy whenever the block's qubits are not adjacent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from hpcq.sim.kernel.library import KernelLibrary
+
+_PRECISION = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def dense_applies(library: KernelLibrary | None, state: torch.Tensor, k: int) -> bool:
+    """Whether `apply_dense` takes this [2**n, batch] slice and a k-qubit block: a real CPU tensor, contiguous
+    and vector-aligned, a power-of-two batch, at least one SIMD vector of amplitudes, k within the kernel's
+    limit."""
+    if library is None or state.device.type != "cpu" or state.dtype not in _PRECISION:
+        return False
+    batch = state.shape[-1]
+    lanes = library.vector_bytes // state.element_size()
+    return (state.is_contiguous() and state.data_ptr() % library.vector_bytes == 0 and batch & (batch - 1) == 0
+            and state.numel() >= lanes and 1 <= k <= library.cdll.hpcq_dense_max_qubits())
+
+
+def dense_positions(layout: tuple[int, ...], qubits: tuple[int, ...], batch: int) -> list[int]:
+    """The flat index bit of each of `qubits` in a [2**n, batch] slice whose axes follow `layout` (MSB first)."""
+    n, shift = len(layout), batch.bit_length() - 1
+    return [n - 1 - layout.index(q) + shift for q in qubits]
+
+
+def apply_dense(library: KernelLibrary, state: torch.Tensor, positions: list[int], matrix: torch.Tensor,
+                threads: int | None = None) -> None:
+    """state ← M·state on the index bits `positions` (bit j of M's index acts on positions[j]), in place."""
+    matrix = matrix.to(state.dtype).contiguous()
+    table = (ctypes.c_int32 * len(positions))(*positions)
+    status = library.function("dense", _PRECISION[state.dtype])(
+        state.numel().bit_length() - 1, ctypes.c_void_p(state.data_ptr()), len(positions), table,
+        ctypes.c_void_p(matrix.data_ptr()), threads or torch.get_num_threads())
+    if status == -1:
+        raise MemoryError("the dense block kernel could not allocate its coefficient table")
+    if status != 0:
+        raise ValueError(f"the dense block kernel refused positions {positions} for a state of {state.numel()} "
+                         f"amplitudes")
