@@ -164,6 +164,35 @@ def test_memory_plan_counts_state_workspace_and_swap_buffer():
     assert plan.per_node_bytes == 2 * plan.per_rank_bytes and plan.nodes == 2
 
 
+def test_in_place_forward_plans_no_workspace_on_one_rank_only():
+    one, several = (plan_memory(32, ranks=r, amplitude_bytes=4, in_place=True, runtime_bytes=0) for r in (1, 2))
+    assert (one.state_bytes, one.workspace_bytes) == (4 * 2**32, 0)
+    assert several.workspace_bytes == 4 * 2**31  # index-bit swaps still permute into a spare slice
+    from hpcq.sim.distributed import fused_qubits_for, runs_in_place
+
+    circuit = reuploading_ansatz(8, 1, 1, 1)
+    cpu = torch.device("cpu")
+    assert not runs_in_place(circuit, cpu, gradient=True) and not runs_in_place(circuit, cpu, kernel="torch")
+    assert not runs_in_place(circuit, cpu, batch=2)  # per-sample feature blocks run in torch
+    assert fused_qubits_for(circuit, cpu, kernel="torch") == 5
+
+
+def test_diagonal_observables_summed_in_chunks_equal_the_whole_sum(monkeypatch):
+    from hpcq.sim import measure
+    from hpcq.sim.observables import parse_observables
+
+    n, generator = 11, torch.Generator().manual_seed(4)
+    paulis = parse_observables(["Z" + "I" * 10, "I" * 10 + "Z", "ZIZIIIIIIIZ", "XIIIIIIIIIZ", "IIIIZZIIIII"], n)
+    for batch, dtype in ((1, torch.float64), (3, torch.complex128)):
+        state = torch.randn(2**n, batch, dtype=dtype, generator=generator)
+        layout = tuple(torch.randperm(n, generator=generator).tolist())
+        whole = measure.expectations(state, layout, paulis, dtype.is_complex)
+        monkeypatch.setattr(measure, "CHUNK_AMPLITUDES", 64)
+        chunked = measure.expectations(state, layout, paulis, dtype.is_complex)
+        monkeypatch.undo()
+        assert torch.allclose(chunked, whole, rtol=1e-12, atol=1e-9)
+
+
 def test_too_large_run_names_the_rank_and_node_count_that_fits():
     plan = plan_memory(34, ranks=1, ranks_per_node=4, amplitude_bytes=16)
     with pytest.raises(ResourceError, match=r"at least 16 ranks on 4 node\(s\) at 4 ranks per node"):

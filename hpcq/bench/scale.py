@@ -201,14 +201,16 @@ def combined_energy(reading, comm) -> dict[str, Any] | None:
 
 # --- one run --------------------------------------------------------------------------------------------
 
-def _memory_check(spec: ScaleSpec, n: int, ranks: int, comm, device: torch.device) -> None:
+def _memory_check(spec: ScaleSpec, circuit, ranks: int, comm, device: torch.device) -> None:
     """The run's memory plan; raises ResourceError (same on every rank) before anything is allocated."""
     dtype = DTYPES[spec.dtype]
+    n = circuit.n_qubits
     if spec.backend == "distributed":
-        from hpcq.sim.distributed import check_memory
+        from hpcq.sim.distributed import check_memory, runs_in_place
         from hpcq.sim.memory import amplitude_bytes
 
-        check_memory(n, ranks, 1, amplitude_bytes(dtype, False), False, comm=comm, device=device, min_local_qubits=2)
+        check_memory(n, ranks, 1, amplitude_bytes(dtype, False), False, comm=comm, device=device, min_local_qubits=2,
+                     in_place=runs_in_place(circuit, device, kernel=spec.kernel))
     else:
         from hpcq.sim.memory import check_statevector_fits
 
@@ -243,8 +245,8 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
     dtype = DTYPES[spec.dtype]
     n_global = ranks.bit_length() - 1
     load = os.getloadavg()[0]
-    _memory_check(spec, n, ranks, comm, device)
     circuit = reuploading_ansatz(n, spec.layers, spec.connectivity, spec.reuploads)
+    _memory_check(spec, circuit, ranks, comm, device)
     complex_state = spec.backend == "custatevec"  # cuStateVec keeps complex amplitudes; the others stay real
     amplitude = torch.finfo(dtype).bits // 8 * (2 if complex_state else 1)
     local_bytes = amplitude * 2 ** (n - n_global)

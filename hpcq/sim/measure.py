@@ -50,14 +50,41 @@ def apply_pauli(state: torch.Tensor, layout: Layout, pauli: Pauli, complex_path:
     return result * phase if phase != 1 else result
 
 
+#: states with more amplitudes than this sum diagonal observables chunk by chunk, so that measuring needs no
+#: temporary as large as the state (the in-place forward's memory plan counts none)
+CHUNK_AMPLITUDES = 2**22
+
+
+def _diagonal_in_chunks(state: torch.Tensor, layout: Layout, paulis: list[Pauli], complex_path: bool,
+                        out: torch.Tensor, columns: list[int]) -> None:
+    """Add <Z...> of each diagonal Pauli into out[:, column], a chunk of leading rows at a time: a chunk's
+    rows share their high index bits, whose Z factors are one sign per chunk."""
+    n, batch = len(layout), state.shape[-1]
+    low = min(n, max(0, (CHUNK_AMPLITUDES // batch).bit_length() - 1))
+    low_layout = layout[n - low:]
+    for start in range(0, state.shape[0], 2**low):
+        chunk = state[start:start + 2**low]
+        probabilities = qubit_view(chunk.abs() ** 2 if complex_path else chunk * chunk, low)
+        for column, pauli in zip(columns, paulis):
+            high = [q for q in pauli.z if q not in low_layout]
+            flips = sum((start >> (n - 1 - layout.index(q))) & 1 for q in high)
+            sign = _sign_tensor(low_layout, [q for q in pauli.z if q in low_layout], out.dtype, state.device)
+            out[:, column] += (-1) ** flips * (probabilities * sign).reshape(-1, batch).sum(0)
+
+
 def expectations(state: torch.Tensor, layout: Layout, paulis: list[Pauli], complex_path: bool) -> torch.Tensor:
     """[batch, n_observables] real expectation values."""
     n = len(layout)
     batch = state.shape[-1]
     real_dtype = state.real.dtype
     out = torch.zeros(batch, len(paulis), dtype=real_dtype, device=state.device)
+    if state.numel() > CHUNK_AMPLITUDES:
+        diagonal = [i for i, p in enumerate(paulis) if p.is_diagonal]
+        _diagonal_in_chunks(state, layout, [paulis[i] for i in diagonal], complex_path, out, diagonal)
     probabilities = None
     for i, pauli in enumerate(paulis):
+        if pauli.is_diagonal and state.numel() > CHUNK_AMPLITUDES:
+            continue
         if pauli.is_diagonal:
             if probabilities is None:
                 probabilities = qubit_view(state.abs() ** 2 if complex_path else state * state, n)

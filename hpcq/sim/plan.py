@@ -4,7 +4,8 @@ Per rank the `distributed` backend holds:
 
 * state: the local slice of ψ (2**(n-k) amplitudes per sample), and of λ too when a gradient is wanted;
 * workspace: one out-of-place temporary of the local slice (a layout permutation or a block's matmul
-  output; the engine never holds two at once), plus cuStateVec's extra workspace on that path;
+  output; the engine never holds two at once), plus cuStateVec's extra workspace on that path; none on one
+  rank when the compiled kernels run the forward in place (diagonal observables are then summed in chunks);
 * swap buffer: the bounded buffer through which index-bit swaps stream between ranks;
 * runtime: Python, PyTorch and MPI themselves (measured: about 0.3 GiB resident per CPU rank).
 
@@ -83,9 +84,11 @@ def _check_ranks(ranks: int, ranks_per_node: int) -> None:
 def plan_memory(
     n_qubits: int, *, ranks: int = 1, ranks_per_node: int | None = None, batch: int = 1, amplitude_bytes: int = 16,
     gradient: bool = False, swap_buffer_bytes: int = DEFAULT_SWAP_BUFFER_BYTES, extra_workspace_bytes: int = 0,
-    runtime_bytes: int = DEFAULT_RUNTIME_BYTES, min_local_qubits: int = 1,
+    runtime_bytes: int = DEFAULT_RUNTIME_BYTES, min_local_qubits: int = 1, in_place: bool = False,
 ) -> MemoryPlan:
-    """The bytes each rank needs; `amplitude_bytes` is 4/8 (real32/64) or 8/16 (complex64/128)."""
+    """The bytes each rank needs; `amplitude_bytes` is 4/8 (real32/64) or 8/16 (complex64/128). `in_place`:
+    the blocks run in place (the compiled kernels' forward), so one rank needs no workspace slice; with more
+    ranks the index-bit swaps still permute into one."""
     ranks_per_node = ranks if ranks_per_node is None else ranks_per_node
     _check_ranks(ranks, ranks_per_node)
     if not isinstance(n_qubits, int) or n_qubits < 1:
@@ -104,7 +107,7 @@ def plan_memory(
         n_qubits=n_qubits, ranks=ranks, ranks_per_node=ranks_per_node, batch=batch,
         amplitude_bytes=amplitude_bytes, gradient=gradient,
         state_bytes=local_state * (2 if gradient else 1),
-        workspace_bytes=local_state + extra_workspace_bytes,
+        workspace_bytes=(0 if in_place and ranks == 1 else local_state) + extra_workspace_bytes,
         swap_bytes=swap, runtime_bytes=runtime_bytes,
     )
 

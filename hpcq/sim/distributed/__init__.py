@@ -81,7 +81,7 @@ def check_memory(n_qubits: int, ranks: int, batch: int, amplitude: int, gradient
                  device: torch.device = torch.device("cpu"), ranks_per_node_: int | None = None,
                  memory_per_rank: int | None = None, memory_per_node: int | None = None,
                  swap_buffer_bytes: int = DEFAULT_SWAP_BUFFER_BYTES, extra_workspace_bytes: int = 0,
-                 min_local_qubits: int = 1) -> MemoryPlan:
+                 min_local_qubits: int = 1, in_place: bool = False) -> MemoryPlan:
     """The memory plan of a run, raising ResourceError (with the rank/node count that fits) if it won't fit.
 
     Limits default to what this node has free now; the interpreter is already resident, so the plan's
@@ -91,7 +91,7 @@ def check_memory(n_qubits: int, ranks: int, batch: int, amplitude: int, gradient
     if not explicit:
         memory_per_rank, memory_per_node = _memory_limits(comm, device)
     options = {"swap_buffer_bytes": swap_buffer_bytes, "extra_workspace_bytes": extra_workspace_bytes,
-               "min_local_qubits": min_local_qubits}
+               "min_local_qubits": min_local_qubits, "in_place": in_place}
     if not explicit:
         options["runtime_bytes"] = 0
     per_node = ranks_per_node_ if ranks_per_node_ is not None else node_ranks(comm)
@@ -152,12 +152,18 @@ def _slice_kernels(kernel: str, circuit, device: torch.device, batch: int):
     return library if batch & (batch - 1) == 0 else None
 
 
+def runs_in_place(circuit, device: torch.device, batch: int = 1, gradient: bool = False,
+                  kernel: str = "auto") -> bool:
+    """Whether `expectation` runs every block through the compiled kernels, in place: a forward (the backward
+    pass runs in torch) of one sample (with more, blocks that depend on per-sample features run in torch)."""
+    return batch == 1 and not gradient and _slice_kernels(kernel, circuit, device, batch) is not None
+
+
 def fused_qubits_for(circuit, device: torch.device, batch: int = 1, gradient: bool = False,
                      kernel: str = "auto") -> int:
     """The widest fused block `expectation` uses by default: narrow blocks for a forward through the compiled
-    kernels, wide ones when torch runs the blocks (the backward pass always does)."""
-    compiled = not gradient and _slice_kernels(kernel, circuit, device, batch) is not None
-    return COMPILED_FUSED_QUBITS if compiled else TORCH_FUSED_QUBITS
+    kernels, wide ones when torch runs the blocks."""
+    return COMPILED_FUSED_QUBITS if runs_in_place(circuit, device, batch, gradient, kernel) else TORCH_FUSED_QUBITS
 
 
 def placement_for(blocks, n_qubits: int, n_global: int, paulis, groups: list[list[int]]) -> PlacementPlan:
@@ -211,7 +217,7 @@ def expectation(
     check_memory(n, size, batch, amplitude_bytes(weights.dtype, complex_path), gradient, comm=comm,
                  device=weights.device, ranks_per_node_=ranks_per_node, memory_per_rank=memory_per_rank,
                  memory_per_node=memory_per_node, swap_buffer_bytes=swap_buffer_bytes,
-                 min_local_qubits=widest_gate)
+                 min_local_qubits=widest_gate, in_place=runs_in_place(circuit, weights.device, batch, gradient, kernel))
     state_dtype = _complex_of(weights.dtype) if complex_path else weights.dtype
     psi0 = None
     if circuit.amplitude_features is not None:
@@ -226,4 +232,4 @@ def expectation(
 
 
 __all__ = ["expectation", "check_memory", "CommStats", "fused_qubits_for", "measurement_groups", "node_ranks",
-           "placement_for"]
+           "placement_for", "runs_in_place"]
