@@ -88,6 +88,19 @@ def _gpu_libraries() -> list[Check]:
     ]
 
 
+def _aer_gpu() -> Check:
+    try:
+        from qiskit_aer import AerSimulator
+    except ImportError:
+        return Check("backend aer on GPU", False, "qiskit-aer is not installed", "pip install 'hpcq[aer-gpu]'")
+    devices = AerSimulator().available_devices()
+    if "GPU" in devices:
+        return Check("backend aer on GPU", True, "qiskit-aer sees a GPU (device='GPU', cuStateVec)")
+    return Check("backend aer on GPU", False, f"this qiskit-aer runs on {', '.join(devices)} only",
+                 "on an NVIDIA machine: pip uninstall -y qiskit-aer && pip install 'hpcq[aer-gpu]' in its own "
+                 "environment, or the hpcq-aer-gpu image")
+
+
 def _compiled_kernel() -> Check:
     from hpcq.sim.kernel import kernel_status
 
@@ -103,6 +116,7 @@ def diagnose() -> list[Check]:
     checks.append(Check("backend statevector", True, "PyTorch, CPU" + (" and GPU" if checks[1].usable else "")))
     checks.append(_compiled_kernel())
     checks.append(_python_package("backend aer", "qiskit_aer", "test", "reference simulator, noise, shots"))
+    checks.append(_aer_gpu())
     checks += _mpi()
     checks += _gpu_libraries()
     checks.append(_python_package("pennylane (bench peer)", "pennylane", "bench", "hpcq bench head --peer"))

@@ -64,8 +64,8 @@ def extras() -> set[str]:
     return set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"])
 
 
-def test_both_images_are_defined() -> None:
-    assert {path.name for path in DEFINITIONS} == {"hpcq-cuda.def", "hpcq-rocm.def"}
+def test_every_image_is_defined() -> None:
+    assert {path.name for path in DEFINITIONS} == {"hpcq-cuda.def", "hpcq-rocm.def", "hpcq-aer-gpu.def"}
 
 
 @pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda path: path.stem)
@@ -109,7 +109,7 @@ def test_installs_torch_first_then_the_project_with_existing_extras(definition: 
 
 @functools.cache
 def run_script(script: str) -> subprocess.CompletedProcess:
-    """Run a shell script once per distinct text (both images share their %test)."""
+    """Run a shell script once per distinct text (the images share their %test)."""
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
 
 

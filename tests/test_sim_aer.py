@@ -34,3 +34,31 @@ def test_aer_refuses_to_pretend_it_has_gradients():
     circuit = random_circuit(2, 5, 1, 0, seed=1)
     with pytest.raises(ConfigError, match="without gradients"):
         expectation(circuit, torch.zeros(1, requires_grad=True), None, ["IZ"], backend="aer")
+
+
+def _aer_devices() -> tuple[str, ...]:
+    from qiskit_aer import AerSimulator
+
+    return tuple(AerSimulator().available_devices())
+
+
+def test_aer_gpu_without_a_gpu_build_says_which_environment_to_use():
+    if "GPU" in _aer_devices():
+        pytest.skip("this qiskit-aer has a GPU: the GPU test below runs instead")
+    circuit = random_circuit(3, 10, 2, 1, seed=3)
+    weights, features = torch.randn(circuit.n_weights, dtype=torch.float64), torch.randn(1, 1, dtype=torch.float64)
+    with pytest.raises(ConfigError, match=r"qiskit-aer-gpu.*hpcq\[aer-gpu\]"):
+        expectation(circuit, weights, features, ["IIZ"], backend="aer", device="GPU")
+    with pytest.raises(ConfigError, match="device='TPU' is not an Aer device"):
+        expectation(circuit, weights, features, ["IIZ"], backend="aer", device="TPU")
+
+
+def test_aer_on_gpu_equals_statevector():
+    if "GPU" not in _aer_devices():
+        pytest.skip("qiskit-aer has no GPU here (needs qiskit-aer-gpu and an NVIDIA GPU: the aer-gpu extra)")
+    circuit = random_circuit(12, 120, 6, 2, seed=23)
+    labels = random_paulis(12, 3, seed=23)
+    weights, features = torch.randn(circuit.n_weights, dtype=torch.float64), torch.randn(2, 2, dtype=torch.float64)
+    ours = expectation(circuit, weights, features, labels)
+    aer = expectation(circuit, weights, features, labels, backend="aer", device="GPU")
+    assert torch.allclose(ours, aer, atol=1e-10)

@@ -3,6 +3,10 @@
 Exact mode saves expectation values inside the simulator (density matrix when there is noise, so noisy
 values are exact too); shot mode rotates each Pauli string into the Z basis, measures, and averages parities.
 Values only: Aer has no gradients, so requesting one raises an error that points at `statevector`.
+
+`device="GPU"` runs Aer on an NVIDIA GPU with cuStateVec (`cuStateVec_enable`). That needs qiskit-aer-gpu,
+which installs the same `qiskit_aer` module as qiskit-aer and pins an older cuQuantum than cuquantum-python,
+so it lives in its own environment and image (the `aer-gpu` extra, containers/hpcq-aer-gpu.def).
 """
 
 from __future__ import annotations
@@ -17,13 +21,27 @@ from hpcq.errors import ConfigError, MissingDependencyError
 from hpcq.sim.observables import Pauli, parse_observables
 
 
-def _simulator(noise_model, exact: bool, seed: int | None):
+DEVICES = ("CPU", "GPU")
+
+
+def _simulator(noise_model, exact: bool, seed: int | None, device: str = "CPU"):
+    if device not in DEVICES:
+        raise ConfigError(f"device={device!r} is not an Aer device; use one of {', '.join(DEVICES)}")
     try:
         from qiskit_aer import AerSimulator
     except ImportError as err:
         raise MissingDependencyError("qiskit-aer", "test", "the 'aer' backend") from err
     method = "density_matrix" if (noise_model is not None and exact) else "statevector"
     options = {"method": method, "noise_model": noise_model}
+    if device == "GPU":
+        available = AerSimulator().available_devices()
+        if "GPU" not in available:
+            raise ConfigError(
+                f"backend 'aer' with device='GPU': this qiskit-aer runs on {', '.join(available)} only. Use an "
+                "environment with qiskit-aer-gpu instead (pip uninstall -y qiskit-aer && pip install "
+                "'hpcq[aer-gpu]', on a machine with an NVIDIA GPU), or the hpcq-aer-gpu image"
+            )
+        options.update(device="GPU", cuStateVec_enable=True)
     if seed is not None:
         options["seed_simulator"] = seed
     return AerSimulator(**options)
@@ -60,8 +78,10 @@ def expectation(
     shots: int | None = None,
     noise_model=None,
     seed: int | None = None,
+    device: str = "CPU",
 ) -> torch.Tensor:
-    """[batch, n_observables] from Qiskit Aer: exact when `shots` is None, else averaged over `shots`."""
+    """[batch, n_observables] from Qiskit Aer: exact when `shots` is None, else averaged over `shots`; on the
+    CPU, or with `device="GPU"` on an NVIDIA GPU through cuStateVec."""
     if torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad)):
         raise ConfigError("backend 'aer' returns values without gradients; use backend='statevector' to train, "
                           "or call it under torch.no_grad()")
@@ -69,7 +89,7 @@ def expectation(
         raise ConfigError(f"shots={shots!r} must be a positive integer, or None for exact expectation values")
     paulis = parse_observables(observables, circuit.n_qubits)
     samples = [None] if features is None else list(features.detach().cpu().double())
-    simulator = _simulator(noise_model, exact=shots is None, seed=seed)
+    simulator = _simulator(noise_model, exact=shots is None, seed=seed, device=device)
     from qiskit import transpile
     from qiskit.quantum_info import SparsePauliOp
 
