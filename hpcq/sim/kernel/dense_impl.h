@@ -20,6 +20,8 @@
 #define ROWS 4
 #endif
 #define DFN(name) CAT(name, PREC)
+/* the helpers below are inlined into each call site so that constant widths specialise them */
+#define INLINE static inline __attribute__((always_inline))
 
 /* bit j of v goes to position pos[idx[j]] (j < m) */
 static inline size_t DFN(spread)(size_t v, const int32_t *pos, const int *idx, int m) {
@@ -39,12 +41,11 @@ static inline int DFN(matrix_index)(int h, int a, const int32_t *pos, const int 
 
 /* rows hp0 .. hp0+B of G groups at once: B*G accumulators stay in registers over all 2^k inputs, and each
  * coefficient loaded serves G groups. CT is the coefficient type: a vector per (row, input) when the block has
- * lane bits, else one scalar, the matrix itself, which at 2^k x 2^k stays in L1 where the vector table of a
- * 5-qubit block (32 KiB) did not. */
+ * lane bits, else one scalar, the matrix itself (VL times smaller than a vector table). */
 #define ROWS_FN(TAG, B, G) CAT(CAT(CAT(DFN(dense_rows), TAG), B), G)
 #define DENSE_ROWS(TAG, CT, B, G)                                                                          \
-    static inline __attribute__((always_inline)) void ROWS_FN(TAG, B, G)(VEC *restrict out, const VEC *restrict x, const CT *restrict coef, \
-                                          int hp0, int inputs, int dh) {                                   \
+    INLINE void ROWS_FN(TAG, B, G)(VEC *restrict out, const VEC *restrict x, const CT *restrict coef,      \
+                                   int hp0, int inputs, int dh) {                                          \
         VEC acc[B][G];                                                                                     \
         for (int b = 0; b < B; b++)                                                                        \
             for (int g = 0; g < G; g++) acc[b][g] = (VEC){0};                                              \
@@ -60,8 +61,8 @@ static inline int DFN(matrix_index)(int h, int a, const int32_t *pos, const int 
 #define DENSE_GROUPS(TAG, CT, G, WIDEST)                                                                   \
     DENSE_ROWS(TAG, CT, 1, G)                                                                              \
     DENSE_ROWS(TAG, CT, WIDEST, G)                                                                         \
-    static inline __attribute__((always_inline)) void CAT(CAT(DFN(dense_groups), TAG), G)(VEC *restrict out, const VEC *restrict x,        \
-                                                            const CT *restrict coef, int inputs, int dh) { \
+    INLINE void CAT(CAT(DFN(dense_groups), TAG), G)(VEC *restrict out, const VEC *restrict x,              \
+                                                    const CT *restrict coef, int inputs, int dh) {         \
         int hp = 0;                                                                                        \
         for (; hp + WIDEST <= dh; hp += WIDEST) ROWS_FN(TAG, WIDEST, G)(out, x, coef, hp, inputs, dh);     \
         for (; hp < dh; hp++) ROWS_FN(TAG, 1, G)(out, x, coef, hp, inputs, dh);                            \
@@ -75,8 +76,8 @@ DENSE_GROUPS(scalar, T, GROUPS, ROWS)
 #undef ROWS_FN
 
 /* one tile: load the inputs of `count` groups (lane-permuted when the block has lane bits), multiply, store
- * back in place. Always inlined so that calls with constant widths compile to code specialised for them. */
-static inline __attribute__((always_inline)) void DFN(dense_tile)(
+ * back in place */
+INLINE void DFN(dense_tile)(
     VEC *restrict vectors, long long tile, long long run, int nh, const int32_t *row_bits, const size_t *off,
     int dh, int dl, int count, const MASK *masks, const VEC *coef, const T *matrix) {
     const int inputs = dh * dl;
@@ -178,7 +179,8 @@ int DFN(hpcq_dense)(int n_bits, T *state, int k, const int32_t *pos, const T *ma
          * known, a tile's loads, shuffles and stores compile to straight-line code (at 2^26 float32
          * amplitudes: 2.5x faster for a block on qubits 25 and 0, 1.8x on qubits 0-2, 2-3x for row-only
          * blocks of 1-2 qubits) */
-#define TILE(NH, NL) DFN(dense_tile)(vectors, tile, run, NH, row_bits, off, 1 << (NH), 1 << (NL), GROUPS, masks, coef, matrix)
+#define TILE(NH, NL) \
+    DFN(dense_tile)(vectors, tile, run, NH, row_bits, off, 1 << (NH), 1 << (NL), GROUPS, masks, coef, matrix)
 #define TILE_CASE(NH, NL) case (NH) * 8 + (NL): TILE(NH, NL); break;
         if (count == GROUPS && nh + nl <= 5) {
             switch (nh * 8 + nl) {
@@ -199,4 +201,5 @@ int DFN(hpcq_dense)(int n_bits, T *state, int k, const int32_t *pos, const T *ma
 }
 
 #undef DVL
+#undef INLINE
 #undef DFN
