@@ -169,12 +169,17 @@ def test_in_place_forward_plans_no_workspace_on_one_rank_only():
     assert (one.state_bytes, one.workspace_bytes) == (4 * 2**32, 0)
     assert several.workspace_bytes == 4 * 2**31  # index-bit swaps still permute into a spare slice
     from hpcq.sim.distributed import fused_qubits_for, runs_in_place
+    from hpcq.sim.kernel import load_library
 
     circuit = reuploading_ansatz(8, 1, 1, 1)
     cpu = torch.device("cpu")
     assert not runs_in_place(circuit, cpu, gradient=True) and not runs_in_place(circuit, cpu, kernel="torch")
     assert not runs_in_place(circuit, cpu, batch=2)  # per-sample feature blocks run in torch
     assert fused_qubits_for(circuit, cpu, kernel="torch") == 5
+    if load_library() is not None:
+        with pytest.raises(ConfigError, match="needs a power-of-two batch, got 3"):
+            expectation(circuit, torch.zeros(circuit.n_weights), torch.zeros(3, circuit.n_features),
+                        backend="distributed", kernel="compiled")
 
 
 def test_diagonal_observables_summed_in_chunks_equal_the_whole_sum(monkeypatch):

@@ -149,7 +149,12 @@ def _slice_kernels(kernel: str, circuit, device: torch.device, batch: int):
     """The compiled kernels when the forward's blocks will run through them (a real circuit on CPU, a
     power-of-two batch so the samples are index bits of the slice), else None."""
     library = _compiled_kernels(kernel, circuit, device)
-    return library if batch & (batch - 1) == 0 else None
+    if batch & (batch - 1) == 0:
+        return library
+    if kernel == "compiled":
+        raise ConfigError(f"kernel='compiled' on the distributed backend needs a power-of-two batch, got {batch}; "
+                          "use kernel='auto' (torch for this batch) or pad the batch")
+    return None
 
 
 def runs_in_place(circuit, device: torch.device, batch: int = 1, gradient: bool = False,
