@@ -394,8 +394,11 @@ def render(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     spec = report["spec"]
+    first = report["runs"][0]
+    kernel = f", kernel {first['kernel']}" if first["kernel"] else ""
     table = Table(title=f"bench scale: {spec['backend']} {spec['dtype']}, ansatz L={spec['layers']} "
-                        f"C={spec['connectivity']} N={spec['reuploads']} on {report['host']}")
+                        f"C={spec['connectivity']} N={spec['reuploads']}, blocks of ≤{first['fused_qubits']} "
+                        f"qubits{kernel} on {report['host']}")
     for column in ("qubits", "ranks", "ms / pass", "GB/s / rank", "copy GB/s", "of copy", "comm s / call",
                    "comm MiB / call", "energy J", "load"):
         table.add_column(column, justify="right")
