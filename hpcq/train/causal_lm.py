@@ -52,8 +52,8 @@ from hpcq.data.reasoning import (
     load_train,
     subset_rows,
 )
-from hpcq.errors import ConfigError, DataError, HpcqError
-from hpcq.train.checkpoint import checkpoint_path, save_checkpoint
+from hpcq.errors import ConfigError, HpcqError
+from hpcq.train.checkpoint import checkpoint_path, load_run_checkpoint, save_checkpoint
 from hpcq.train.distributed import (
     DistContext,
     StopRequest,
@@ -270,24 +270,11 @@ def _new_state() -> dict[str, Any]:
             "metrics": {"step_loss": [], "step_s": [], "step_tokens": [], "step_lr": [], "step_peak_bytes": []}}
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The checkpoint, memory-mapped: every rank reads it, and the ranks of a node share the pages."""
-    if not path.exists():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    except Exception as err:  # a torn file cannot happen through save_checkpoint, but disks lie
-        raise DataError(f"checkpoint {path} is unreadable ({err}); delete it to restart the run") from err
-
-
 def resume_state(path: Path, config: dict, model: nn.Module, optimizer, scheduler) -> dict | None:
     """Load the checkpoint at `path` into the model (any rank count or strategy); None when there is none."""
-    saved = _load_checkpoint(path)
+    saved = load_run_checkpoint(path, config, mmap=True)  # every rank reads it; a node's ranks share the pages
     if saved is None:
         return None
-    if saved["config"] != config:
-        raise ConfigError(f"checkpoint {path} belongs to a run with another config; delete it to start over, "
-                          "or run without --resume")
     unexpected = sorted(set(saved["model"]) - expected_state_keys(model))
     missing = sorted({n for n, p in unwrap(model).named_parameters() if p.requires_grad} - set(saved["model"]))
     if unexpected or missing:

@@ -34,7 +34,7 @@ from hpcq.adapters.targets import find_modules
 from hpcq.data.sentence_model import PACKAGED, resolve_model
 from hpcq.data.tokens import TokenShard, read_token_shard, tokenize_glue
 from hpcq.errors import ConfigError
-from hpcq.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from hpcq.train.checkpoint import checkpoint_path, load_run_checkpoint, save_checkpoint
 from hpcq.train.loop import rng_state, set_rng_state
 
 #: task → its GLUE metrics, the main one first (F1 for MRPC and Pearson for STS-B, as the leaderboard lists them)
@@ -269,12 +269,9 @@ def _new_state() -> dict[str, Any]:
 
 
 def _resume(path: Path, config: dict, model, optimizer, scheduler) -> dict[str, Any] | None:
-    saved = load_checkpoint(path)
+    saved = load_run_checkpoint(path, config)
     if saved is None:
         return None
-    if saved["config"] != config:
-        raise ConfigError(f"checkpoint {path} belongs to a run with another config; delete it to start over, "
-                          "or run without --resume")
     result = model.load_state_dict(saved["model"], strict=False)
     if result.unexpected_keys:
         raise ConfigError(f"checkpoint {path} has weights this model lacks ({result.unexpected_keys[:3]}); delete it")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from hpcq.data.ranks import World, partition
 from hpcq.errors import ConfigError
-from hpcq.train.checkpoint import load_checkpoint, save_checkpoint
+from hpcq.train.checkpoint import load_run_checkpoint, save_checkpoint
 from hpcq.train.dataparallel import allreduce_gradients, allreduce_sum, barrier, broadcast, gather_to_root
 
 
@@ -120,12 +120,9 @@ def _checkpoint(path: Path, model, optimizer, state: TrainState, config: dict, w
 
 
 def _resume(path: Path, model, optimizer, config: dict, world: World) -> TrainState | None:
-    saved = load_checkpoint(path)
+    saved = load_run_checkpoint(path, config)
     if saved is None:
         return None
-    if saved["config"] != config:
-        raise ConfigError(f"checkpoint {path} belongs to a run with another config; delete it to start over, "
-                          "or run without --resume")
     if saved["ranks"] != world.size:
         raise ConfigError(f"checkpoint {path} was written by {saved['ranks']} MPI rank(s); resume it with the "
                           f"same number (this job has {world.size})")
