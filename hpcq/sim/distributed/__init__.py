@@ -157,18 +157,27 @@ def _slice_kernels(kernel: str, circuit, device: torch.device, batch: int):
     return None
 
 
+def _in_place(library, batch: int, gradient: bool) -> bool:
+    """Every block runs through the compiled kernels, in place: a forward (the backward pass runs in torch) of
+    one sample (with more, blocks that depend on per-sample features run in torch)."""
+    return library is not None and batch == 1 and not gradient
+
+
+def _default_width(in_place: bool) -> int:
+    return COMPILED_FUSED_QUBITS if in_place else TORCH_FUSED_QUBITS
+
+
 def runs_in_place(circuit, device: torch.device, batch: int = 1, gradient: bool = False,
                   kernel: str = "auto") -> bool:
-    """Whether `expectation` runs every block through the compiled kernels, in place: a forward (the backward
-    pass runs in torch) of one sample (with more, blocks that depend on per-sample features run in torch)."""
-    return batch == 1 and not gradient and _slice_kernels(kernel, circuit, device, batch) is not None
+    """Whether `expectation` runs every block through the compiled kernels, in place (see `_in_place`)."""
+    return _in_place(_slice_kernels(kernel, circuit, device, batch), batch, gradient)
 
 
 def fused_qubits_for(circuit, device: torch.device, batch: int = 1, gradient: bool = False,
                      kernel: str = "auto") -> int:
     """The widest fused block `expectation` uses by default: narrow blocks for a forward through the compiled
     kernels, wide ones when torch runs the blocks."""
-    return COMPILED_FUSED_QUBITS if runs_in_place(circuit, device, batch, gradient, kernel) else TORCH_FUSED_QUBITS
+    return _default_width(runs_in_place(circuit, device, batch, gradient, kernel))
 
 
 def placement_for(blocks, n_qubits: int, n_global: int, paulis, groups: list[list[int]]) -> PlacementPlan:
@@ -216,13 +225,14 @@ def expectation(
     paulis = parse_observables(observables, n)
     gradient = torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad))
     library = _slice_kernels(kernel, circuit, weights.device, batch)
-    width = max_fused_qubits or fused_qubits_for(circuit, weights.device, batch, gradient, kernel)
+    in_place = _in_place(library, batch, gradient)
+    width = max_fused_qubits or _default_width(in_place)
     compiled = compile_circuit(circuit, min(width, n - n_global), max_fused_rotations)
     complex_path = not compiled.is_real
     check_memory(n, size, batch, amplitude_bytes(weights.dtype, complex_path), gradient, comm=comm,
                  device=weights.device, ranks_per_node_=ranks_per_node, memory_per_rank=memory_per_rank,
                  memory_per_node=memory_per_node, swap_buffer_bytes=swap_buffer_bytes,
-                 min_local_qubits=widest_gate, in_place=runs_in_place(circuit, weights.device, batch, gradient, kernel))
+                 min_local_qubits=widest_gate, in_place=in_place)
     state_dtype = _complex_of(weights.dtype) if complex_path else weights.dtype
     psi0 = None
     if circuit.amplitude_features is not None:
