@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from hpcq.data.paths import data_file, data_root, dataset_dir
 from hpcq.errors import ConfigError, DataError
 
@@ -160,13 +158,6 @@ def load_eval(task: str, root: Path | None = None) -> list[Example]:
     name = task.removeprefix("llm-adapters/")
     path = data_file(dataset_dir("llm-adapters", root) / name, "test.json")
     return [_adapters_example(r, path) for r in _read_json(path)]
-
-
-def subset_rows(n_rows: int, subset: int | None, seed: int) -> np.ndarray:
-    """Sorted rows drawn at random (by `seed`) when `subset` < n_rows; all rows otherwise."""
-    if subset is None or subset >= n_rows:
-        return np.arange(n_rows)
-    return np.sort(np.random.default_rng(seed).choice(n_rows, size=subset, replace=False))
 
 
 # ------------------------------------------------------------------------------------------------- tokenising

@@ -101,3 +101,10 @@ def standard_split(
             f"set with those splits included"
         )
     return SplitIndices(parts[train], parts[validation], parts[test])
+
+
+def subset_rows(n_rows: int, subset: int | None, seed: int) -> np.ndarray:
+    """Sorted rows drawn at random (by `seed`) when `subset` < n_rows; all rows otherwise."""
+    if subset is None or subset >= n_rows:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=subset, replace=False))

@@ -50,8 +50,8 @@ from hpcq.data.reasoning import (
     encode_examples,
     load_eval,
     load_train,
-    subset_rows,
 )
+from hpcq.data.splits import subset_rows
 from hpcq.errors import ConfigError, HpcqError
 from hpcq.train.checkpoint import checkpoint_path, load_run_checkpoint, save_checkpoint
 from hpcq.train.distributed import (

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from hpcq.adapters.methods import adapt_model
 from hpcq.adapters.targets import find_modules
 from hpcq.data.sentence_model import PACKAGED, resolve_model
+from hpcq.data.splits import subset_rows
 from hpcq.data.tokens import TokenShard, read_token_shard, tokenize_glue
 from hpcq.errors import ConfigError
 from hpcq.train.checkpoint import checkpoint_path, load_run_checkpoint, save_checkpoint
@@ -184,15 +185,9 @@ def _shards(config: dict) -> tuple[TokenShard, TokenShard]:
     data = config["data"]
     paths = tokenize_glue(data["glue_task"], data["model"], data["tokens_dir"], data["max_length"])
     train, test = read_token_shard(paths["train"]), read_token_shard(paths["dev"])
-    train = _take(train, _train_rows(len(train), data["train_subset"], config["seed"]))
+    train = _take(train, subset_rows(len(train), data["train_subset"], config["seed"]))
     test = _take(test, np.arange(min(len(test), data["test_subset"] or len(test))))
     return train, test
-
-
-def _train_rows(n_rows: int, subset: int | None, seed: int) -> np.ndarray:
-    if subset is None or subset >= n_rows:
-        return np.arange(n_rows)
-    return np.sort(np.random.default_rng(seed).choice(n_rows, size=subset, replace=False))
 
 
 def _take(shard: TokenShard, rows: np.ndarray) -> TokenShard:
