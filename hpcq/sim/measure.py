@@ -62,14 +62,16 @@ def _diagonal_in_chunks(state: torch.Tensor, layout: Layout, paulis: list[Pauli]
     n, batch = len(layout), state.shape[-1]
     low = min(n, max(0, (CHUNK_AMPLITUDES // batch).bit_length() - 1))
     low_layout = layout[n - low:]
+    # per Pauli: the row bits of its high Z qubits, and the sign pattern of its low ones
+    factors = [(sum(1 << (n - 1 - layout.index(q)) for q in pauli.z if q not in low_layout),
+                _sign_tensor(low_layout, [q for q in pauli.z if q in low_layout], out.dtype, state.device))
+               for pauli in paulis]
     for start in range(0, state.shape[0], 2**low):
         chunk = state[start:start + 2**low]
         probabilities = qubit_view(chunk.abs() ** 2 if complex_path else chunk * chunk, low)
-        for column, pauli in zip(columns, paulis):
-            high = [q for q in pauli.z if q not in low_layout]
-            flips = sum((start >> (n - 1 - layout.index(q))) & 1 for q in high)
-            sign = _sign_tensor(low_layout, [q for q in pauli.z if q in low_layout], out.dtype, state.device)
-            out[:, column] += (-1) ** flips * (probabilities * sign).reshape(-1, batch).sum(0)
+        for column, (high_bits, sign) in zip(columns, factors):
+            parity = (start & high_bits).bit_count() % 2
+            out[:, column] += (-1) ** parity * (probabilities * sign).reshape(-1, batch).sum(0)
 
 
 def expectations(state: torch.Tensor, layout: Layout, paulis: list[Pauli], complex_path: bool) -> torch.Tensor:
@@ -78,12 +80,13 @@ def expectations(state: torch.Tensor, layout: Layout, paulis: list[Pauli], compl
     batch = state.shape[-1]
     real_dtype = state.real.dtype
     out = torch.zeros(batch, len(paulis), dtype=real_dtype, device=state.device)
-    if state.numel() > CHUNK_AMPLITUDES:
+    chunked = state.numel() > CHUNK_AMPLITUDES
+    if chunked:
         diagonal = [i for i, p in enumerate(paulis) if p.is_diagonal]
         _diagonal_in_chunks(state, layout, [paulis[i] for i in diagonal], complex_path, out, diagonal)
     probabilities = None
     for i, pauli in enumerate(paulis):
-        if pauli.is_diagonal and state.numel() > CHUNK_AMPLITUDES:
+        if pauli.is_diagonal and chunked:
             continue
         if pauli.is_diagonal:
             if probabilities is None:
