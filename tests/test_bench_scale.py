@@ -96,6 +96,10 @@ def test_bad_arguments_are_refused(monkeypatch):
         ScaleSpec((10, 12), (1, 3)).validate()
     with pytest.raises(ConfigError, match="--backend statevector runs on one rank"):
         ScaleSpec((10, 12), (1, 2), backend="statevector").validate()
+    with pytest.raises(ConfigError, match="--kernel 'cuda' must be one of auto, compiled, torch"):
+        ScaleSpec((10, 12), (1,), kernel="cuda").validate()
+    with pytest.raises(ConfigError, match="--fused-qubits 11 must be between 1 and 10"):
+        ScaleSpec((10, 12), (1,), fused_qubits=11).validate()
     with pytest.raises(ConfigError, match="needs 2 MPI ranks but this job has 1"):
         run_scale_bench(ScaleSpec((8, 8), (1, 2)))
     from hpcq.bench.scale_launch import RELAUNCHED, relaunch

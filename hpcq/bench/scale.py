@@ -68,8 +68,10 @@ class ScaleSpec:
                 raise ConfigError(f"--ranks {r} is not a power of two; each global qubit doubles the ranks")
         if self.backend not in BACKENDS:
             raise ConfigError(f"--backend {self.backend!r} is not timed by bench scale; use one of {', '.join(BACKENDS)}")
-        if self.kernel not in ("auto", "compiled", "torch"):
-            raise ConfigError(f"--kernel {self.kernel!r} must be auto, compiled or torch")
+        from hpcq.sim.statevector import KERNELS
+
+        if self.kernel not in KERNELS:
+            raise ConfigError(f"--kernel {self.kernel!r} must be one of {', '.join(KERNELS)}")
         if self.backend != "distributed" and max(self.ranks) > 1:
             raise ConfigError(f"--backend {self.backend} runs on one rank; use --ranks 1 or --backend distributed")
         if self.dtype not in DTYPES:
