@@ -385,7 +385,7 @@ def _run(config: dict, out: Path, resume: bool, progress: bool, stop_after: int 
     from transformers import get_scheduler
 
     from hpcq.energy import EnergyMeter
-    from hpcq.train.glue import PeakMemory
+    from hpcq.train.glue import PeakMemory, synchronize
 
     started = time.perf_counter()
     train = config["train"]
@@ -412,10 +412,10 @@ def _run(config: dict, out: Path, resume: bool, progress: bool, stop_after: int 
     taken = 0
     bar = tqdm(total=steps, initial=state["step"], desc=f"{config['method']} causal_lm", unit="step",
                disable=not progress or not ctx.is_main)
-    with EnergyMeter(config["energy"]["method"], sync=lambda: _sync(ctx.device)) as meter, StopRequest() as stop:
+    with EnergyMeter(config["energy"]["method"], sync=lambda: synchronize(ctx.device)) as meter, StopRequest() as stop:
         model.train()
         while state["step"] < steps:
-            _sync(ctx.device)
+            synchronize(ctx.device)
             memory.reset()
             step_started = time.perf_counter()
             batch = batch_rows(len(rows), train["batch_size"], state["step"], config["seed"])
@@ -426,7 +426,7 @@ def _run(config: dict, out: Path, resume: bool, progress: bool, stop_after: int 
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            _sync(ctx.device)
+            synchronize(ctx.device)
             seconds = time.perf_counter() - step_started
             state["step"] += 1
             state["train_s"] += seconds
@@ -483,8 +483,3 @@ def _run(config: dict, out: Path, resume: bool, progress: bool, stop_after: int 
     ckpt.unlink(missing_ok=True)  # the result is whole; the run cannot be resumed any further
     ctx.barrier()
     return path
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -125,7 +125,8 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so wall-clock timings cover it (a no-op on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -287,7 +288,7 @@ def _train_epoch(model, optimizer, scheduler, shard: TokenShard, config: dict, e
     losses = []
     for start in range(0, len(shard), train["batch_size"]):
         batch = batch_inputs(shard, order[start:start + train["batch_size"]].numpy(), device)
-        _sync(device)
+        synchronize(device)
         memory.reset()
         started = time.perf_counter()
         loss = model(**batch).loss
@@ -297,7 +298,7 @@ def _train_epoch(model, optimizer, scheduler, shard: TokenShard, config: dict, e
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        _sync(device)
+        synchronize(device)
         metrics["step_s"].append(time.perf_counter() - started)
         metrics["step_peak_bytes"].append(memory.read())
         losses.append(loss.item())
@@ -350,7 +351,7 @@ def train_glue(config: dict, out: str | Path, resume: bool = False, progress: bo
     test_seconds = 0.0
     bar = tqdm(total=steps_per_epoch * train["epochs"], initial=steps_per_epoch * state["epoch"],
                desc=f"{config['method']} {task}", unit="step", disable=not progress)
-    with EnergyMeter(config["energy"]["method"], sync=lambda: _sync(device)) as meter:
+    with EnergyMeter(config["energy"]["method"], sync=lambda: synchronize(device)) as meter:
         while state["epoch"] < train["epochs"]:
             epoch_started = time.perf_counter()
             state["metrics"]["train_loss"].append(
