@@ -259,6 +259,6 @@ def test_dense_kernel_refuses_what_it_cannot_take():
 
     library = load_library()
     state = torch.zeros(2**6, dtype=torch.float64)
-    for positions in ([6], [1, 1], list(range(library.cdll.hpcq_dense_max_qubits() + 1))):
+    for positions in ([6], [1, 1], list(range(library.dense_max_qubits + 1))):
         with pytest.raises(ValueError, match="refused positions"):
             apply_dense(library, state, positions, torch.eye(2 ** len(positions), dtype=torch.float64))

@@ -25,7 +25,7 @@ def dense_applies(library: KernelLibrary | None, state: torch.Tensor, k: int) ->
     batch = state.shape[-1]
     lanes = library.vector_bytes // state.element_size()
     return (state.is_contiguous() and state.data_ptr() % library.vector_bytes == 0 and batch & (batch - 1) == 0
-            and state.numel() >= lanes and 1 <= k <= library.cdll.hpcq_dense_max_qubits())
+            and state.numel() >= lanes and 1 <= k <= library.dense_max_qubits)
 
 
 def dense_positions(layout: tuple[int, ...], qubits: tuple[int, ...], batch: int) -> list[int]:

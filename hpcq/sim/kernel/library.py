@@ -51,6 +51,7 @@ class KernelLibrary:
     flags: tuple[str, ...]
     vector_bytes: int
     openmp: bool
+    dense_max_qubits: int  # widest block hpcq_dense_<prec> applies
 
     def function(self, name: str, precision: str, vectors_per_row: int = 1):
         """hpcq_forward_f32_nv1 and friends; hpcq_angles_ and hpcq_dense_ exist once per precision."""
@@ -160,7 +161,6 @@ def _open(path: Path, compiler: str, flags: tuple[str, ...]) -> KernelLibrary:
         # n_rot, source, values, weights, features, n_features, batch, padded, cos, sin
         angles.argtypes = [integer, pointer, pointer, pointer, pointer, integer, integer, integer, pointer, pointer]
         angles.restype = None
-    for precision in ("f32", "f64"):
         dense = getattr(cdll, f"hpcq_dense_{precision}")
         # n_bits, state, k, positions, matrix, threads
         dense.argtypes = [integer, pointer, integer, pointer, pointer, integer]
@@ -169,7 +169,8 @@ def _open(path: Path, compiler: str, flags: tuple[str, ...]) -> KernelLibrary:
     # n_rot, source, grad, batch, padded, grad_weights, grad_features, n_features
     cdll.hpcq_scatter_gradients.argtypes = [integer, pointer, pointer, integer, integer, pointer, pointer, integer]
     cdll.hpcq_scatter_gradients.restype = None
-    return KernelLibrary(cdll, path, compiler, flags, int(cdll.hpcq_vector_bytes()), bool(cdll.hpcq_openmp()))
+    return KernelLibrary(cdll, path, compiler, flags, int(cdll.hpcq_vector_bytes()), bool(cdll.hpcq_openmp()),
+                         int(cdll.hpcq_dense_max_qubits()))
 
 
 def build_library(compiler: str | None = None) -> KernelLibrary:
