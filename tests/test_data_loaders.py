@@ -144,6 +144,23 @@ def test_missing_data_file(data_copy):
         load_glue("RTE", data_copy)
 
 
+def test_empty_sst2_split_is_refused_not_dropped(data_copy):
+    """An empty stsa.binary.test used to load as 7,792 rows with the test split gone and no word."""
+    path = data_copy / "sst2-sentences" / "stsa.binary.test"
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"^data file {path} holds no data rows, so split 'test' would be empty; "
+                                        r"re-stage .*`hpcq stage"):
+        load_sst2_sentences(data_copy)
+
+
+@pytest.mark.parametrize("content", ["", "index\tsentence1\tsentence2\tlabel\n"], ids=["empty", "header-only"])
+def test_glue_split_without_rows_is_refused(data_copy, content):
+    path = data_copy / "glue" / "RTE" / "dev.tsv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=rf"^data file {path} holds no data rows, so split 'dev' would be empty"):
+        load_glue("RTE", data_copy)
+
+
 def test_malformed_sst2_row_names_file_and_line(data_copy):
     path = data_copy / "sst2-sentences" / "stsa.binary.train"
     replace_line(path, 17, "1")

@@ -80,3 +80,14 @@ def test_cli_verb(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "hpcq", "tokenize", "--task", "mrpc"], capture_output=True, text=True,
                          env={**os.environ, "HPCQ_DATA": str(root)})
     assert bad.returncode == 2 and "unknown GLUE task 'mrpc'" in bad.stderr
+
+
+def test_empty_dev_file_stops_tokenize_without_a_shard(tmp_path):
+    """An empty dev.tsv used to give a 0-row token shard and rc 0; now one line naming the file, rc 2."""
+    root = small_glue(tmp_path / "data", "SST-2", {"train": 8, "dev": 8})
+    (root / "glue" / "SST-2" / "dev.tsv").write_text("", encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "hpcq", "tokenize", "--task", "SST-2", "--out-dir", str(tmp_path / "t"),
+                          "--max-length", "16"], capture_output=True, text=True, env={**os.environ, "HPCQ_DATA": str(root)})
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"data file {root / 'glue' / 'SST-2' / 'dev.tsv'} holds no data rows" in run.stderr and "hpcq stage" in run.stderr
+    assert "Traceback" not in run.stderr and not list((tmp_path / "t").glob("*dev*"))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hpcq.data.paths import RESTAGE
 from hpcq.errors import DataError
 
 UNLABELLED = -1
@@ -89,6 +90,14 @@ def malformed_row(path: Path, line: int, expected: str, got: str) -> DataError:
         f"{path}:{line}: malformed row: expected {expected}, got {shown!r}. Fix or re-stage the file "
         f"(`hpcq stage` verifies it against the data set's README checksums)"
     )
+
+
+def require_rows(path: Path, part: dict) -> dict:
+    """`part` (one split file's columns, as the loaders read them), or a DataError when the file held no data
+    rows: an empty split would otherwise drop out of the data set (or give empty shards) without a word."""
+    if not part["texts"]:
+        raise DataError(f"data file {path} holds no data rows, so split {part['split']!r} would be empty; {RESTAGE}")
+    return part
 
 
 def class_label(path: Path, line: int, raw: str, task: str, classes: dict[str, int]) -> int:

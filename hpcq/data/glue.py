@@ -21,6 +21,7 @@ from hpcq.data.dataset import (
     class_label,
     concat_splits,
     malformed_row,
+    require_rows,
 )
 from hpcq.data.paths import data_file, dataset_dir
 from hpcq.errors import DataError
@@ -164,7 +165,7 @@ def _read_tsv(path: Path, task: GlueTask, split: str) -> dict:
                 labels.append(class_label(path, line, row[task.label], task.name, task.classes))
             else:
                 labels.append(_score(path, line, row[task.label], task))
-    return {"split": split, "texts": texts, "texts_b": texts_b, "labels": labels}
+    return require_rows(path, {"split": split, "texts": texts, "texts_b": texts_b, "labels": labels})
 
 
 def load_glue(

@@ -12,6 +12,10 @@ from pathlib import Path
 from hpcq.errors import DataError
 
 DATA_ENV = "HPCQ_DATA"
+RESTAGE = (
+    f"re-stage its data set with `hpcq stage --source <original data folder>` or set {DATA_ENV} to a complete copy"
+)
+"""The fix for a data file that is missing, empty or otherwise not the one its data set ships."""
 
 
 def data_root() -> Path:
@@ -47,8 +51,5 @@ def data_file(folder: Path, file_name: str) -> Path:
     """`folder/file_name`, or a DataError naming the missing file and how to restore it."""
     path = folder / file_name
     if not path.is_file():
-        raise DataError(
-            f"data file {path} is missing; re-stage its data set with `hpcq stage --source <original data "
-            f"folder>` or set {DATA_ENV} to a complete copy"
-        )
+        raise DataError(f"data file {path} is missing; {RESTAGE}")
     return path

@@ -10,7 +10,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from hpcq.data.dataset import TextDataset, choose_splits, class_label, concat_splits, malformed_row
+from hpcq.data.dataset import (
+    TextDataset,
+    choose_splits,
+    class_label,
+    concat_splits,
+    malformed_row,
+    require_rows,
+)
 from hpcq.data.paths import data_file, dataset_dir
 from hpcq.errors import DataError
 
@@ -34,7 +41,7 @@ def _read_stsa(path: Path, split: str) -> dict:
                 raise malformed_row(path, line_no, "'<label> <sentence>' (label, one space, sentence)", line)
             labels.append(class_label(path, line_no, label, "SST-2", _CLASSES))
             texts.append(text)
-    return {"split": split, "texts": texts, "labels": labels}
+    return require_rows(path, {"split": split, "texts": texts, "labels": labels})
 
 
 def load_sst2_sentences(root: Path | str | None = None, splits: Sequence[str] | None = None) -> TextDataset:
@@ -58,7 +65,7 @@ def _read_setfit_jsonl(path: Path, split: str) -> dict:
                 raise malformed_row(path, line_no, 'a JSON object with "text" and "label"', line) from None
             labels.append(class_label(path, line_no, str(label), "SST-2", _CLASSES))
             texts.append(text)
-    return {"split": split, "texts": texts, "labels": labels}
+    return require_rows(path, {"split": split, "texts": texts, "labels": labels})
 
 
 def _setfit_file(source: str, file_name: str, revision: str) -> Path:
