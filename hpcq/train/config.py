@@ -16,19 +16,21 @@ import jsonschema
 import yaml
 
 from hpcq.errors import ConfigError
+from hpcq.yamlfile import parse_yaml, read_yaml_file
 
 TASKS = ("head", "glue", "joint", "causal_lm")
 
 
 def parse_override(assignment: str) -> tuple[list[str], Any]:
-    """Split `a.b.c=value` into its key path and a YAML-parsed value (`3` → int, `null` → None)."""
+    """Split `a.b.c=value` into its key path and a YAML-parsed value (`3` → int, `1e-3` → float, `null` → None)."""
     if "=" not in assignment:
         raise ConfigError(f"override {assignment!r} is not of the form key=value (e.g. model.n_qubits=12)")
     key, raw = assignment.split("=", 1)
     path = [part for part in key.strip().split(".") if part]
     if not path:
         raise ConfigError(f"override {assignment!r} has an empty key")
-    return path, yaml.safe_load(raw) if raw.strip() else ""
+    fix = f"fix the value (e.g. {path[-1]}=[1, 2] for a list; quote a string with brackets or a colon)"
+    return path, parse_yaml(raw, f"override {assignment!r}", fix) if raw.strip() else ""
 
 
 def apply_overrides(config: dict, assignments: list[str]) -> dict:
@@ -52,9 +54,15 @@ def _schema(task: str) -> dict:
     return yaml.safe_load(text)
 
 
+def _whole_int(checker: Any, instance: Any) -> bool:
+    # JSON Schema counts 8.0 as an integer, but Python code given 8.0 fails later (range(), tensor shapes).
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
 @functools.cache  # one validator class, not one per validated config
 def _fill_defaults(validator_class: type) -> type:
-    """A validator that writes each property's `default` into the instance before validating it."""
+    """A validator that writes each property's `default` into the instance before validating it, and takes
+    only Python ints (not 8.0) as `integer`."""
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
@@ -64,7 +72,13 @@ def _fill_defaults(validator_class: type) -> type:
                     instance[name] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults},
+                                        type_checker=validator_class.TYPE_CHECKER.redefine("integer", _whole_int))
+
+
+def schema_validator(schema: dict) -> jsonschema.protocols.Validator:
+    """A Draft 2020-12 validator of `schema` that fills defaults in place and refuses 8.0 for an integer."""
+    return _fill_defaults(jsonschema.Draft202012Validator)(schema)
 
 
 def validate_config(config: dict) -> dict:
@@ -73,7 +87,7 @@ def validate_config(config: dict) -> dict:
     if task not in TASKS:
         raise ConfigError(f"task: {task!r} is not one of {', '.join(TASKS)}; set `task:` in the run config")
     filled = copy.deepcopy(config)
-    validator = _fill_defaults(jsonschema.Draft202012Validator)(_schema(task))
+    validator = schema_validator(_schema(task))
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
@@ -89,10 +103,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"run config {path} does not exist; pass an existing YAML file to --config")
-        try:
-            config = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"run config {path} is not valid YAML: {err}") from err
+        config = read_yaml_file(path, "run config") or {}
         if not isinstance(config, dict):
             raise ConfigError(f"run config {path} must be a mapping of keys, not {type(config).__name__}")
     return validate_config(apply_overrides(config, overrides or []))
