@@ -4,9 +4,11 @@ to PyTorch when no kernel can be built."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import warnings
 
 import numpy as np
@@ -262,3 +264,80 @@ def test_dense_kernel_refuses_what_it_cannot_take():
     for positions in ([6], [1, 1], list(range(library.dense_max_qubits + 1))):
         with pytest.raises(ValueError, match="refused positions"):
             apply_dense(library, state, positions, torch.eye(2 ** len(positions), dtype=torch.float64))
+
+
+# A library whose loading alone (its constructor) leaves a marker file: proof that hpcq did or did not load it.
+_PLANTED_SOURCE = """
+#include <stdio.h>
+__attribute__((constructor)) static void planted(void) { FILE *f = fopen("%s", "w"); if (f) fclose(f); }
+"""
+
+
+def _plant_libraries(folder, compiler: str, marker) -> list:
+    """A marker-writing `.so` under every name `build_library(compiler)` looks up in `folder`."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    source = folder.parent / "planted.c"
+    source.write_text(_PLANTED_SOURCE % marker)
+    version = library._compiler_version(compiler)
+    source_dir = library.Path(library.__file__).resolve().parent
+    planted = []
+    for flags in library.FLAG_SETS:
+        target = folder / f"{library._build_key(compiler, version, flags, source_dir)}.so"
+        subprocess.run([gcc, "-shared", "-fPIC", "-o", str(target), str(source)], check=True)
+        planted.append(target)
+    return planted
+
+
+needs_gcc = pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")), reason="no C compiler to plant a .so")
+
+
+@needs_gcc
+def test_a_library_planted_in_the_predictable_fallback_folder_is_never_loaded(tmp_path, monkeypatch):
+    """~/.cache unusable (here: under a regular file) → the fallback $TMPDIR/hpcq-kernels-<uid>, which another
+    user created first, world-writable, holding a `.so` under the exact names hpcq looks for."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("HPCQ_KERNEL_CACHE", str(blocker / "kernels"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    planted_dir = tmp_path / f"hpcq-kernels-{os.getuid()}"
+    planted_dir.mkdir()
+    planted_dir.chmod(0o777)
+    marker = tmp_path / "planted-code-ran"
+    compiler = _failing_compiler(tmp_path)
+    _plant_libraries(planted_dir, compiler, marker)
+
+    with pytest.raises(KernelUnavailable, match="this compiler always fails"):
+        build_library(compiler)  # refuses the planted files, then builds (and here fails) somewhere private
+    assert not marker.exists()
+    chosen = library._writable_cache()
+    assert chosen != planted_dir and stat.S_IMODE(chosen.stat().st_mode) == 0o700
+
+
+@needs_gcc
+@pytest.mark.parametrize("how", ["writable by others", "another user's"])
+def test_an_unsafe_library_in_the_cache_is_refused(tmp_path, monkeypatch, how):
+    if how == "another user's" and os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HPCQ_KERNEL_CACHE", str(cache))
+    marker = tmp_path / "planted-code-ran"
+    compiler = _failing_compiler(tmp_path)
+    library._writable_cache()  # creates the cache, 0700
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    for planted in _plant_libraries(cache, compiler, marker):
+        planted.chmod(0o777) if how == "writable by others" else os.chown(planted, 54321, 54321)
+
+    with pytest.raises(KernelUnavailable, match=f"not loading .*{'writable by others' if how[0] == 'w' else '54321'}"):
+        build_library(compiler)
+    assert not marker.exists()
+
+
+def test_a_foreign_cache_folder_is_not_used(tmp_path, monkeypatch):
+    if os.geteuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o700)
+    os.chown(foreign, 54321, 54321)
+    monkeypatch.setenv("HPCQ_KERNEL_CACHE", str(foreign))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert library._writable_cache() == tmp_path / f"hpcq-kernels-{os.getuid()}"

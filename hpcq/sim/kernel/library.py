@@ -5,17 +5,22 @@ runs on (-march=native, OpenMP) and cached as `<cache>/<hash>.so`, the hash cove
 compiler, the flags and the CPU, so a cluster's login and compute nodes never share an incompatible build.
 The cache is `$HPCQ_KERNEL_CACHE`, else `$XDG_CACHE_HOME/hpcq/kernels`, else `~/.cache/hpcq/kernels`.
 Builds go to a private temporary name and are renamed into place, so MPI ranks building at once never
-load a half-written file. When nothing can be built the simulator keeps its PyTorch path; `hpcq doctor`
-and `kernel_status()` say why.
+load a half-written file. Loading a library runs its code, so the cache folder must be this user's and
+writable by no one else (created 0700), and so must each `.so` in it. When the cache fails that or is not
+writable, `$TMPDIR/hpcq-kernels-<uid>` is used if it passes the same check (anyone can create that name
+first), else a fresh private `mkdtemp` folder. When nothing can be built the simulator keeps its PyTorch
+path; `hpcq doctor` and `kernel_status()` say why.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -106,17 +111,35 @@ def _build_key(compiler: str, version: str, flags: tuple[str, ...], source_dir: 
     return digest.hexdigest()[:24]
 
 
-def _writable_cache() -> Path:
-    directory = cache_dir()
+def _unsafe_reason(path: Path) -> str | None:
+    """Why code at `path` (a cache folder or a built library) could be someone else's, or None when it is
+    this user's and no one else can write it."""
+    info = path.stat()
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return f"{path} belongs to user id {info.st_uid}, not to you"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by others (mode {stat.filemode(info.st_mode)})"
+    return None
+
+
+def _private_dir(directory: Path) -> bool:
+    """Create `directory` (0700) if missing; whether it is writable and safe to load libraries from."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        if os.access(directory, os.W_OK):
-            return directory
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return directory.is_dir() and os.access(directory, os.W_OK) and _unsafe_reason(directory) is None
     except OSError:
-        pass
-    fallback = Path(tempfile.gettempdir()) / f"hpcq-kernels-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    fallback.mkdir(parents=True, exist_ok=True)
-    return fallback
+        return False
+
+
+def _writable_cache() -> Path:
+    """The configured cache, else this user's folder in $TMPDIR, else a fresh private one (removed at exit)."""
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    for directory in (cache_dir(), Path(tempfile.gettempdir()) / f"hpcq-kernels-{uid}"):
+        if _private_dir(directory):
+            return directory
+    fresh = Path(tempfile.mkdtemp(prefix="hpcq-kernels-"))
+    atexit.register(shutil.rmtree, fresh, ignore_errors=True)
+    return fresh
 
 
 def _compile(compiler: str, flags: tuple[str, ...], source_dir: Path, target: Path) -> str | None:
@@ -132,6 +155,7 @@ def _compile(compiler: str, flags: tuple[str, ...], source_dir: Path, target: Pa
         partial.unlink(missing_ok=True)
         lines = (done.stderr or done.stdout).strip().splitlines()
         return lines[0] if lines else f"exit status {done.returncode}"
+    os.chmod(partial, 0o700)  # whatever the umask: no one else may change code this user will load
     os.replace(partial, target)
     return None
 
@@ -191,6 +215,10 @@ def build_library(compiler: str | None = None) -> KernelLibrary:
             if complaint is not None:
                 complaints.append(f"{' '.join(flags)}: {complaint}")
                 continue
+        unsafe = _unsafe_reason(target)
+        if unsafe is not None:
+            complaints.append(f"not loading {target}: {unsafe}; delete it")
+            continue
         try:
             return _open(target, compiler, flags)
         except OSError as err:
