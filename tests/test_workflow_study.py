@@ -115,6 +115,11 @@ def set_key(study: dict, dotted: str, value) -> dict:
     [
         ("scaling.0.backend", "quantum-annealer", "scaling[0].backend"),
         ("scaling.0.qubits", "0..4", "scaling[0].qubits"),
+        # What `hpcq bench scale` itself refuses (issue 13): one qubit, a rank count that is not a power of two.
+        ("scaling.0.qubits", "1..3", "scaling[0].qubits"),
+        ("scaling.0.ranks", [1, 3], "scaling[0].ranks"),
+        # JSON Schema takes 2.0 for an integer; Slurm and mpiexec would not.
+        ("scaling.0.threads", 2.0, "scaling[0].threads"),
         ("scaling.0.ranks", [0, 2], "scaling[0].ranks[0]"),
         ("data.source", "/nonexistent/hpcq-data", "data.source"),
         ("data.datasets", ["sst2-sentences", "imdb"], "data.datasets[1]"),
@@ -192,3 +197,33 @@ def test_run_reading_an_unstaged_data_set_is_rejected(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "study config: quantum_heads[0].grid[model.n_qubits=4]:" in result.stderr
     assert "'sst2-sentences'; add it to data.datasets" in result.stderr, result.stderr[-2000:]
+
+
+def test_duplicate_key_in_a_study_file_names_the_key_and_file(tmp_path: Path) -> None:
+    path = write_study(tmp_path, scaling_only(tmp_path))
+    path.write_text(path.read_text() + "report: true\nreport: false\n")
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(path))
+    assert result.returncode != 0
+    assert f"study config: study file {path} is not valid YAML" in result.stderr, result.stderr[-2000:]
+    assert "key 'report' appears twice" in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
+
+
+@needs_head_schema
+def test_duplicate_key_in_a_run_config_is_rejected_naming_the_experiment(tmp_path: Path) -> None:
+    study = head_study(tmp_path, {"model.n_qubits": [4]})
+    (tmp_path / "head.yaml").write_text("task: head\nseed: 0\nseed: 1\n")
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(write_study(tmp_path, study)))
+    assert result.returncode != 0
+    assert "study config: quantum_heads[0].config: run config" in result.stderr, result.stderr[-2000:]
+    assert "key 'seed' appears twice" in result.stderr
+
+
+@needs_head_schema
+def test_learning_rate_written_with_an_exponent_is_a_number(tmp_path: Path) -> None:
+    study = head_study(tmp_path, {"train.lr": [1e-3]})
+    path = write_study(tmp_path, study)
+    path.write_text(path.read_text().replace("0.001", "1e-3"))  # as a person writes it; YAML 1.1 reads a string
+    result = snakemake(tmp_path, "-n", "-p", "--configfile", str(path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--set train.lr=1e-3" in result.stdout

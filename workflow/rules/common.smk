@@ -15,10 +15,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from hpcq.errors import HpcqError
-from hpcq.train.config import apply_overrides, validate_config
+from hpcq.train.config import apply_overrides, schema_validator, validate_config
+from hpcq.yamlfile import read_yaml_file
 
 # ---------------------------------------------------------------------------------------------- validation
 
@@ -36,19 +36,28 @@ def schema_key(error):
     return key or "(top level)"
 
 
+def check_study_files():
+    """Snakemake reads study files with PyYAML, which keeps the last of two equal keys; hpcq's loader refuses
+    them, naming the file, the key and its line."""
+    for path in workflow.configfiles:
+        try:
+            read_yaml_file(path, "study file")
+        except HpcqError as err:
+            raise WorkflowError(f"study config: {err}") from None
+
+
 def validate_study(study):
-    """Validate against workflow/schemas/study.schema.yaml, filling its defaults in place."""
-    try:
-        validate(study, schema="../schemas/study.schema.yaml")
-    except WorkflowError as err:
-        cause = err.__context__
-        if isinstance(cause, jsonschema.ValidationError):
-            # best_match descends into allOf/anyOf to the error that names the actual key.
-            cause = jsonschema.exceptions.best_match([cause]) or cause
-            raise study_error(schema_key(cause), cause.message) from None
-        raise
+    """Validate against workflow/schemas/study.schema.yaml, filling its defaults in place, with hpcq's
+    run-config validator: unlike Snakemake's `validate` it refuses 2.0 where the schema wants an integer."""
+    schema = read_yaml_file(Path(workflow.basedir) / "schemas" / "study.schema.yaml", "study schema")
+    errors = list(schema_validator(schema).iter_errors(study))
+    if errors:
+        # best_match descends into allOf/anyOf to the error that names the actual key.
+        cause = jsonschema.exceptions.best_match(errors)
+        raise study_error(schema_key(cause), cause.message)
 
 
+check_study_files()
 validate_study(config)
 
 STUDY = config["study"]
@@ -81,15 +90,24 @@ def check_data_paths():
 
 
 def check_scaling():
-    """Names unique; qubit ranges A..B with 1 <= A <= B (the schema checks only the spelling)."""
+    """Names unique; each entry one that `hpcq bench scale` accepts (its own checks: qubit range, power-of-two
+    ranks, backend), so that a bad entry fails here and not in its job."""
+    if not config["scaling"]:
+        return
+    from hpcq.bench.scale import ScaleSpec, parse_qubits  # imports torch: only for studies that scale
+
     seen = set()
     for index, entry in enumerate(config["scaling"]):
         if entry["name"] in seen:
             raise study_error(f"scaling[{index}].name", f"{entry['name']!r} is used twice in scaling")
         seen.add(entry["name"])
-        first, last = map(int, entry["qubits"].split(".."))
-        if not 1 <= first <= last:
-            raise study_error(f"scaling[{index}].qubits", f"{entry['qubits']!r} must be A..B with 1 <= A <= B")
+        try:
+            ScaleSpec(parse_qubits(entry["qubits"]), tuple(sorted(entry["ranks"])), entry["backend"]).validate()
+        except HpcqError as err:
+            # The message starts with the option (`--qubits 1..3 ...`), which is the entry's key of that name.
+            option = str(err).split()[0].removeprefix("--")
+            key = f"scaling[{index}]" + (f".{option}" if option in entry else "")
+            raise study_error(key, f"{err} (as hpcq bench scale checks it; fix it in the study)") from None
 
 
 def check_energy_config():
@@ -216,9 +234,9 @@ def read_run_config(path, key):
     if not Path(path).is_file():
         raise study_error(key, f"run config {path!r} does not exist; write it or fix the path")
     try:
-        base = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as err:
-        raise study_error(key, f"run config {path!r} is not valid YAML: {err}") from None
+        base = read_yaml_file(path, "run config") or {}
+    except HpcqError as err:
+        raise study_error(key, str(err)) from None
     if not isinstance(base, dict):
         raise study_error(key, f"run config {path!r} must be a mapping of keys, not {type(base).__name__}")
     return base
