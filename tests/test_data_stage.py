@@ -69,3 +69,22 @@ def test_stage_cli(tmp_path):
         f"staged into {tmp_path}: 3 copied, 0 already in place, 2 checked against README checksums"
         in result.stdout
     )
+
+
+@pytest.mark.parametrize("name", ["../outside", "glue/../../outside"])
+def test_data_set_names_that_escape_dest_are_refused(tmp_path, name):
+    source, dest = tmp_path / "source", tmp_path / "root" / "data"
+    (source / "glue").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_text("not a data set")
+    with pytest.raises(DataError, match=r"reach outside .* would be written outside .*; name folders under"):
+        stage(source, dest, [name], progress=False)
+    assert not (tmp_path / "root").exists()
+
+
+def test_stage_cli_refuses_an_escaping_name_in_one_line(tmp_path):
+    command = [sys.executable, "-m", "hpcq", "stage", "--source", str(SHARED_DATA), "--dest", str(tmp_path / "d"),
+               "--dataset", "../outside"]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "['../outside'] reach outside" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -77,6 +77,11 @@ def stage(
     if not source.is_dir():
         raise DataError(f"stage source {source} is not a folder; pass the folder that holds the data sets")
     names = list(datasets) if datasets else sorted(p.name for p in source.iterdir() if p.is_dir())
+    escaping = [name for name in names if Path(name).is_absolute() or ".." in Path(name).parts]
+    if escaping:
+        # Files land at dest / their path under source: `..` or an absolute name would write outside dest.
+        raise DataError(f"data set name(s) {escaping} reach outside {source} and would be written outside {dest}; "
+                        f"name folders under {source}, e.g. sst2-sentences or glue/RTE")
     missing = [name for name in names if not (source / name).is_dir()]
     if missing:
         available = sorted(p.name for p in source.iterdir() if p.is_dir())
