@@ -97,3 +97,20 @@ def test_cli_error_is_one_line_and_exit_code_2(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "no run files" in done.stderr
+
+
+def test_a_copied_or_linked_run_file_is_counted_once_and_listed(tmp_path):
+    runs = tmp_path / "runs"
+    original = write_run(runs / "a.h5", kind="train", config={"seed": 0}, final={"test_accuracy": 0.8})
+    write_run(runs / "b.h5", kind="train", config={"seed": 1}, final={"test_accuracy": 0.7})
+    (runs / "backup").mkdir()
+    (runs / "backup" / "a.h5").write_bytes(original.read_bytes())  # the same run, copied
+    (runs / "z_link.h5").symlink_to(runs / "b.h5")  # the same file, found twice
+    result = aggregate(runs, tmp_path / "agg", progress=False)
+    assert sorted(result.runs["run_path"]) == ["a.h5", "b.h5"]
+    assert result.runs["final.test_accuracy"].mean() == pytest.approx(0.75)
+    assert sorted(result.skipped["path"]) == ["backup/a.h5", "z_link.h5"]
+    reasons = dict(zip(result.skipped["path"], result.skipped["reason"]))
+    assert "as a.h5, a copy of the same run; counted once" in reasons["backup/a.h5"]
+    output = CliRunner().invoke(app, ["aggregate", str(runs), "--out", str(tmp_path / "cli")]).output
+    assert "aggregated 2 runs" in output and "backup/a.h5: same run_id" in output

@@ -3,7 +3,8 @@
 Columns: the flattened config (dotted keys as in `flatten_config`, unprefixed, e.g. `model.n_qubits`),
 `run_id`, `run_kind`, `run_created`, `run_path`, `hpcq_version`, and the scalars of each group
 prefixed by its name: `final.*`, `timing.*`, `energy.*`, `env.*`. Curves (`metrics/`) go to a second,
-long table (run_id, metric, step, value). Files that cannot be read are listed and skipped.
+long table (run_id, metric, step, value). Files that cannot be read are listed and skipped, and so are copies
+of a run already read (the same run_id), which would otherwise count twice.
 """
 
 from __future__ import annotations
@@ -124,6 +125,23 @@ def read_runs(paths: list[Path], results_dir: Path, progress: bool = True
     return records, skipped
 
 
+def drop_duplicate_runs(records: list[RunRecord], results_dir: Path
+                        ) -> tuple[list[RunRecord], list[dict[str, str]]]:
+    """The first file of each run_id, and a skipped entry for each later one: a copied or linked run file would
+    otherwise count twice, inflating n and narrowing every interval."""
+    kept: dict[str, RunRecord] = {}
+    duplicates = []
+    for record in records:
+        first = kept.setdefault(record.run_id, record)
+        if first is not record:
+            duplicates.append({
+                "path": str(record.path.relative_to(results_dir)),
+                "reason": f"same run_id {record.run_id} as {first.path.relative_to(results_dir)}, a copy of the "
+                          f"same run; counted once, delete one of the two",
+            })
+    return list(kept.values()), duplicates
+
+
 def collect_runs(results_dir: Path, *, progress: bool = True) -> AggregateResult:
     """Read every run file under `results_dir` into tables in memory (nothing is written)."""
     results_dir = Path(results_dir)
@@ -133,6 +151,8 @@ def collect_runs(results_dir: Path, *, progress: bool = True) -> AggregateResult
     if not paths:
         raise ConfigError(f"no run files (*.h5, *.hdf5) under {results_dir}; is this the right results folder?")
     records, skipped_rows = read_runs(paths, results_dir, progress)
+    records, duplicates = drop_duplicate_runs(records, results_dir)
+    skipped_rows += duplicates
     runs = _uniform_types(pd.DataFrame([run_row(r, results_dir) for r in records]))
     curves = pd.DataFrame([row for r in records for row in _curve_rows(r)],
                           columns=["run_id", "metric", "step", "value"])
@@ -143,7 +163,7 @@ def aggregate(results_dir: Path, out_dir: Path, *, progress: bool = True) -> Agg
     """Aggregate every run file under `results_dir` into `out_dir`.
 
     Writes runs.parquet + runs.csv (one row per run), curves.parquet + curves.csv (metrics/ curves in long
-    form) and skipped.csv (files that could not be read, with the reason). Unreadable files never stop it.
+    form) and skipped.csv (files that could not be read or repeat a run, with the reason). They never stop it.
     """
     result = collect_runs(results_dir, progress=progress)
     out_dir = Path(out_dir)
@@ -188,6 +208,7 @@ def summary_lines(result: AggregateResult, out_dir: Path) -> list[str]:
     lines = [f"aggregated {len(result.runs)} runs ({', '.join(f'{k}: {n}' for k, n in kinds.items()) or 'none'})"
              f" into {out_dir}"]
     if len(result.skipped):
-        lines.append(f"skipped {len(result.skipped)} unreadable file(s) (listed in {out_dir / SKIPPED_FILE}):")
+        lines.append(f"skipped {len(result.skipped)} unreadable or duplicate file(s) (listed in "
+                     f"{out_dir / SKIPPED_FILE}):")
         lines += [f"  {row.path}: {row.reason}" for row in result.skipped.itertuples()]
     return lines
