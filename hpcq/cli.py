@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hpcq.errors import HpcqError
+from hpcq.errors import ConfigError, HpcqError
 
 app = typer.Typer(
     help="hpcq: quantum-head and QuanTA studies from one laptop to a supercomputer.",
@@ -22,6 +22,30 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks, side by side with a peer.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+
+
+def _usable_device(name: str | None) -> str | None:
+    """`--device` as given, once this torch can use it: a GPU that is not there is a one-line error naming the
+    option before any work, instead of torch's AssertionError in the middle of it."""
+    if name is None:
+        return None
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if device.type != "cuda":
+        return name
+    if not torch.cuda.is_available():
+        why = "this torch is a CPU-only build" if torch.version.cuda is None and torch.version.hip is None else \
+            "no GPU is visible to this torch"
+        raise ConfigError(f"--device {name}: {why}; use --device cpu, or run on a GPU node with a CUDA or ROCm "
+                          f"build of torch (hpcq doctor shows what is usable)")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this node has {torch.cuda.device_count()} GPU(s); use cuda:0 to "
+                          f"cuda:{torch.cuda.device_count() - 1}, or cuda")
+    return name
 
 
 @app.command()
@@ -55,7 +79,7 @@ def bench_head(
     """Forward+gradient samples/s of the paper's re-uploading ansatz with <Z_0>, optionally against a peer."""
     from hpcq.bench.head import HeadBenchSpec, run_head_bench
 
-    spec = HeadBenchSpec(qubits, layers, connectivity, reuploads, batch, dtype, device, backend)
+    spec = HeadBenchSpec(qubits, layers, connectivity, reuploads, batch, dtype, _usable_device(device), backend)
     report = run_head_bench(spec, peer=peer, min_seconds=min_seconds, progress=not as_json)
     if as_json:
         print(json.dumps(report))
@@ -88,7 +112,7 @@ def bench_scale(
     from hpcq.bench.scale import ScaleSpec, bench_scale as run_bench, parse_qubits, parse_ranks
 
     spec = ScaleSpec(parse_qubits(qubits), parse_ranks(ranks), backend, layers, connectivity, reuploads, dtype,
-                     device, threads, min_seconds, fused_qubits, kernel)
+                     _usable_device(device), threads, min_seconds, fused_qubits, kernel)
     code = run_bench(spec, out, as_json)
     if code:
         raise typer.Exit(code)
@@ -138,7 +162,10 @@ def embed(
     shards. Shards already made by the same model from the same data are reused."""
     from hpcq.data.embed import embed_dataset
 
-    report = embed_dataset(dataset, model, out_dir, shard_size, batch_size, device=device, progress=not as_json)
+    if out_dir is not None:
+        check_output_folder(out_dir, "--out-dir")  # before the model loads and the sentences are embedded
+    report = embed_dataset(dataset, model, out_dir, shard_size, batch_size, device=_usable_device(device),
+                           progress=not as_json)
     if report.rank == 0:
         print(json.dumps(report.as_dict()) if as_json else report.summary())
 

@@ -40,3 +40,19 @@ def test_user_errors_exit_2_with_one_line():
     assert done.returncode == 2
     assert "connectivity=5 must be between 1 and n_qubits-1=2" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_device_cuda_without_a_usable_gpu_is_one_line_naming_the_option(tmp_path):
+    """With no GPU visible (a CPU-only torch, or CUDA_VISIBLE_DEVICES empty) every --device verb stops before
+    any work, instead of torch's AssertionError "Torch not compiled with CUDA enabled"."""
+    import os
+
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    for verb in (["bench", "head", "--qubits", "2"], ["bench", "scale", "--qubits", "2..3", "--out", str(tmp_path / "s.h5")],
+                 ["embed", "--out-dir", str(tmp_path / "e")]):
+        done = subprocess.run([sys.executable, "-m", "hpcq", *verb, "--device", "cuda"], capture_output=True,
+                              text=True, timeout=300, env=env)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip().startswith("hpcq: error: --device cuda: ") and "use --device cpu" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.rglob("*.h5"))
