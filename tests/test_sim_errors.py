@@ -8,6 +8,7 @@ import torch
 from hpcq.circuits import Circuit, encoder_circuit, reuploading_ansatz
 from hpcq.errors import ConfigError, ResourceError
 from hpcq.sim import expectation
+from hpcq.sim.memory import check_statevector_fits
 
 
 def test_unknown_gate_names_the_gate_and_the_known_ones():
@@ -68,5 +69,22 @@ def test_ansatz_sizes_are_checked():
 
 def test_a_state_too_large_for_memory_stops_before_allocating():
     circuit = Circuit(40).gate("ry", 0, weight=0)
-    with pytest.raises(ResourceError, match=r"40-qubit state vector .* needs about .* Fix: .* qubits at batch 1"):
+    with pytest.raises(ResourceError, match=r"40-qubit state vector .* needs about .* Fix: .* qubits fit"):
         expectation(circuit, torch.zeros(1), None, ["I" * 39 + "Z"])
+
+
+def test_a_circuit_too_large_even_for_one_sample_names_the_alternatives_not_batch_0():
+    """Issue 13: 60 qubits advised "use batch <= 0"; a smaller batch cannot help when one sample does not fit."""
+    circuit = Circuit(60).gate("ry", 0, weight=0)
+    with pytest.raises(ResourceError) as caught:
+        expectation(circuit, torch.zeros(1), None, ["I" * 59 + "Z"])
+    message = str(caught.value)
+    assert "batch <= 0" not in message and "<= 0 qubits" not in message
+    assert "too large for this memory even at batch 1 (12288.0 PiB per sample)" in message
+    assert "'distributed' backend splits the state over MPI ranks (at least 2^" in message
+    assert "'tensornet' backend" in message
+
+
+def test_a_batch_too_large_is_told_the_batch_that_fits():
+    with pytest.raises(ResourceError, match=r"Fix: use batch <= [1-9]\d* at 16 qubits, or the 'distributed'"):
+        check_statevector_fits(16, 10**12, torch.float32, False, torch.device("cpu"), gradient=True)

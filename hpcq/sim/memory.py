@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import psutil
 import torch
 
@@ -44,14 +46,27 @@ def check_statevector_fits(
     available = available_bytes(device)
     if needed <= 0.9 * available:
         return needed
-    fit_batch = int(0.9 * available // per_sample)
-    fit_qubits = n_qubits
-    while fit_qubits > 0 and states * per_amplitude * 2**fit_qubits * batch > 0.9 * available:
-        fit_qubits -= 1
+    budget = 0.9 * available
     kind = ("complex" if complex_path else "real") + str(torch.finfo(dtype).bits)
+    what = (f"a {n_qubits}-qubit state vector ({kind}) for a batch of {batch} needs about {format_bytes(needed)} "
+            f"({states} state copies for {'forward+gradient' if gradient else 'forward'}), but {device} has "
+            f"{format_bytes(available)} available")
+    fit_batch = int(budget // per_sample)
+    if fit_batch >= 1:
+        fit_qubits = _fitting_qubits(states * per_amplitude * batch, budget)
+        fewer = f", or <= {fit_qubits} qubits at batch {batch}" if fit_qubits >= 1 else ""
+        raise ResourceError(f"{what}. Fix: use batch <= {fit_batch} at {n_qubits} qubits{fewer}, or the "
+                            f"'distributed' backend across MPI ranks.")
+    # Not even one sample fits: a smaller batch cannot help, only more memory or another method.
+    ranks_log2 = max(1, math.ceil(math.log2(per_sample / budget)))
     raise ResourceError(
-        f"a {n_qubits}-qubit state vector ({kind}) for a batch of {batch} needs about {format_bytes(needed)} "
-        f"({states} state copies for {'forward+gradient' if gradient else 'forward'}), but {device} has "
-        f"{format_bytes(available)} available. Fix: use batch <= {fit_batch} at {n_qubits} qubits, "
-        f"or <= {fit_qubits} qubits at batch {batch}, or the 'distributed' backend across MPI ranks."
+        f"{what}: the circuit is too large for this memory even at batch 1 ({format_bytes(per_sample)} per "
+        f"sample). Fix: the 'distributed' backend splits the state over MPI ranks (at least 2^{ranks_log2} ranks "
+        f"with this much memory each), or the 'tensornet' backend contracts each observable without the full "
+        f"state; here at most {_fitting_qubits(states * per_amplitude, budget)} qubits fit."
     )
+
+
+def _fitting_qubits(bytes_per_amplitude: int, budget: float) -> int:
+    """The most qubits whose 2**n amplitudes of `bytes_per_amplitude` fit in `budget` bytes (0 if none do)."""
+    return max(0, math.floor(math.log2(budget / bytes_per_amplitude))) if budget >= bytes_per_amplitude else 0
