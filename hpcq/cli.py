@@ -200,13 +200,16 @@ def aggregate(
 def energy(
     out: Annotated[Path, typer.Option("--out", help="Where the plot, sensitivity table and curves go.")],
     config: Annotated[Optional[Path], typer.Option(help="Crossover config YAML (default: the shipped one).")] = None,
-    results: Annotated[Optional[Path], typer.Option(help="Results folder with bench_scale runs: fit the GPU "
-                                                         "side from measurements instead of the roofline.")] = None,
+    results: Annotated[Optional[Path], typer.Option(help="Results folder with bench_scale runs: the GPU parameters "
+                                                         "that qualifying runs can carry replace the configured "
+                                                         "ones; the others, and why, are listed.")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Also print which inputs move the crossover most, "
+                                                            "measured or assumed.")] = False,
 ) -> None:
     """GPU-vs-QPU energy per inference against qubit count: the crossover, its band and its sensitivity."""
     from hpcq.energy.crossover_report import render, run_crossover
 
-    render(run_crossover(config, out, results))
+    render(run_crossover(config, out, results), explain=explain)
 
 
 @app.command()

@@ -67,22 +67,31 @@ def _write_train(path: Path, config: dict, accuracy: float, rng) -> Path:
     )
 
 
-def write_bench_scale(root: Path) -> list[Path]:
-    """bench_scale runs: time per pass doubling per qubit, measured power, 1 and 2 ranks."""
+GPU_CACHE_BYTES = 50 * 2**20  # an H100's L2
+
+
+def write_bench_scale(root: Path, *, qubits=(26, 27, 28, 29, 30), device: str = "cuda", method: str = "nvml",
+                      gbps: float = 20.0, watts: float = 30.0, cache_bytes: float = GPU_CACHE_BYTES,
+                      overhead_s: float = 0.0, metered_s: float = 2.0) -> list[Path]:
+    """bench_scale runs on 1 and 2 ranks, physically consistent by default: time per pass = overhead + 2·state
+    bytes / bandwidth (so 2^n beyond the cache), metered power, 2-rank runs exchanging half the state."""
     paths = []
-    for n_qubits, ranks in itertools.product((20, 22, 24, 26), (1, 2)):
-        state_bytes = 16 * 2**n_qubits
-        gbps = 20.0 * (0.9 if ranks == 2 else 1.0)
-        time_per_pass = 2 * state_bytes / (gbps * 1e9) / ranks
+    for n_qubits, ranks in itertools.product(qubits, (1, 2)):
+        state_bytes = 8 * 2**n_qubits
+        rank_gbps = gbps * (0.9 if ranks == 2 else 1.0)
+        time_per_pass = overhead_s + 2 * state_bytes / (rank_gbps * 1e9) / ranks
         comm_bytes = state_bytes / 2 if ranks > 1 else 0
         paths.append(write_run(
             root / "scale" / f"n{n_qubits}_r{ranks}.h5",
             kind="bench_scale",
-            config={"bench": "scale", "n_qubits": n_qubits, "ranks": ranks, "backend": "distributed"},
+            config={"bench": "scale", "n_qubits": n_qubits, "ranks": ranks, "backend": "distributed",
+                    "device": device},
             final={"n_qubits": n_qubits, "ranks": ranks, "time_per_pass_s": time_per_pass,
-                   "bytes_moved": 2 * state_bytes, "achieved_gbps": gbps, "copy_gbps": 25.0,
+                   "bytes_moved": 2 * state_bytes, "achieved_gbps": 2 * state_bytes / ranks / time_per_pass / 1e9,
+                   "copy_gbps": 25.0, "state_bytes": state_bytes, "local_state_bytes": state_bytes / ranks,
+                   "cache_bytes": cache_bytes, "exchanges": 2 if ranks > 1 else 0,
                    "comm_time_s": comm_bytes / 5e9, "comm_bytes": comm_bytes},
-            energy={"method": "rapl", "joules": 30.0 * time_per_pass * 10, "mean_watts": 30.0 * ranks,
-                    "interval_s": 0.1, "devices": ["intel-rapl:0: package-0"]},
+            energy={"method": method, "joules": watts * ranks * metered_s, "mean_watts": watts * ranks,
+                    "duration_s": metered_s, "interval_s": 0.1, "ranks_metered": ranks, "devices": ["gpu0: H100"]},
         ))
     return paths

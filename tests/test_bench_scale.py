@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from hpcq.bench.scale import ScaleSpec, parse_qubits, parse_ranks, run_scale_bench, scaling_tables
-from hpcq.energy.crossover import fit_measured_gpu, load_config
+from hpcq.bench.scale import ScaleSpec, cpu_last_level_cache_bytes, parse_qubits, parse_ranks, run_scale_bench, scaling_tables
+from hpcq.energy.qualify import qualify
 from hpcq.errors import ConfigError, ResourceError
 from hpcq.results.aggregate import collect_runs
 from hpcq.results.schema import read_run
@@ -38,6 +38,7 @@ def _check_report(report: dict, out) -> None:
         for row in (single, split):
             assert row["bytes_moved"] == 2 * 4 * 2**n  # read + write of a float32 real state per pass
             assert row["time_per_pass_s"] > 0 and row["copy_gbps"] > 0 and row["passes"] >= 2
+            assert row["cache_bytes"] == cpu_last_level_cache_bytes() and row["cache_source"]
             assert row["achieved_gbps"] == pytest.approx(row["bytes_moved"] / row["ranks"] / row["time_per_pass_s"] / 1e9)
     assert {(e["n_qubits"], e["ranks"]) for e in report["strong"]} == {(8, 2), (9, 2)}
     assert [(e["n_qubits"], e["local_qubits"]) for e in report["weak"]] == [(9, 8)]
@@ -58,9 +59,11 @@ def test_starts_itself_under_mpiexec_and_feeds_the_energy_fit(tmp_path):
     _check_report(report, out)
     runs = collect_runs(tmp_path, progress=False).runs
     assert set(runs["run_kind"]) == {"bench_scale", "bench_scale_summary"}
-    measured = fit_measured_gpu(runs, load_config(None))
-    assert measured.overrides["gpu.memory_bandwidth_Bps"] > 0
-    assert measured.overrides["gpu.nvlink_bandwidth_Bps"] > 0  # from the 2-rank runs' exchanges
+    found = qualify(runs)  # CPU runs of 8-9 qubit states: reported, never fed to the GPU side
+    assert not found.overrides
+    assert {r.run for r in found.rejections} == {f"scale/n0{n}_r{r}.h5" for n in (8, 9) for r in (1, 2)}
+    assert {r.reason for r in found.rejections} == {"it ran on cpu; the model's GPU side takes only GPU runs"}
+    assert found.fits[0].device == "cpu" and "cache" in found.fits[0].not_in_regime
 
 
 @pytest.mark.mpi
@@ -107,3 +110,14 @@ def test_bad_arguments_are_refused(monkeypatch):
     monkeypatch.setitem(os.environ, RELAUNCHED, "1")
     with pytest.raises(ConfigError, match="still sees one"):
         relaunch(2, ["bench", "scale"], None)
+
+
+def test_last_level_cache_from_sysfs(tmp_path):
+    for index, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "64K"),
+                                                 (2, "Unified", "2048K"), (3, "Unified", "491520K")]):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (folder / name).write_text(f"{value}\n")
+    assert cpu_last_level_cache_bytes(tmp_path) == 480 * 2**20
+    assert cpu_last_level_cache_bytes(tmp_path / "absent") == 0

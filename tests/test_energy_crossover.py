@@ -70,7 +70,7 @@ def test_nominal_crossover_is_where_the_curves_cross(config):
     i = int(np.nonzero(config.qubits == report.crossover)[0][0])
     assert qpu[i] <= gpu[i] and qpu[i - 1] > gpu[i - 1]
     assert report.band[0] <= report.crossover <= report.band[1]
-    assert report.mode == "roofline" and report.never_fraction < 0.5
+    assert report.mode == "modelled" and report.never_fraction < 0.5
 
 
 def test_crossover_moves_the_right_way(config):
@@ -123,6 +123,15 @@ def _write_config(tmp_path, mutate):
     (lambda raw: raw["scenarios"].append({"name": "x", "set": {"qpu.shotz": 1}}), "unknown parameter 'qpu.shotz'"),
     (lambda raw: raw["qpu"]["power_per_qubit_W"].update(distribution="loguniform"), "log-uniform range needs low > 0"),
     (lambda raw: raw.update(qubits={"min": 30, "max": 20}), "must exceed"),
+    (lambda raw: raw["qubits"].update(maxx=80), r"qubits has unknown key\(s\) \['maxx'\]"),
+    (lambda raw: raw.update(montecarlo={"samples": 10}), r"unknown key\(s\) \['montecarlo'\]"),
+    (lambda raw: raw["gpu"]["pue"].update(vaule=1.2), r"'gpu.pue' has unknown key\(s\) \['vaule'\]"),
+    (lambda raw: raw["gpu"]["network_bandwidth_Bps"].update(value=-5e10, range=[-6e10, 1e11],
+                                                           distribution="uniform"),
+     "'gpu.network_bandwidth_Bps': -5e\\+10 is not physical; it must be > 0"),
+    (lambda raw: raw["gpu"]["device_memory_B"].update(value=0), "'gpu.device_memory_B': 0 is not physical"),
+    (lambda raw: raw["gpu"]["bandwidth_efficiency"].update(value=1.5, range=[0.4, 2.0]), "must be > 0 and <= 1"),
+    (lambda raw: raw["scenarios"].append({"name": "x", "set": {"gpu.pue": 0.5}}), "'gpu.pue': 0.5 is not physical"),
 ])
 def test_bad_configs_name_the_key(tmp_path, mutate, message):
     with pytest.raises(ConfigError, match=message):
@@ -132,17 +141,6 @@ def test_bad_configs_name_the_key(tmp_path, mutate, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         cx.load_config(tmp_path / "none.yaml")
-
-
-def test_measured_mode_uses_bench_scale_runs(tmp_path):
-    write_bench_scale(tmp_path / "runs")
-    report = run_crossover(None, tmp_path / "out", tmp_path / "runs")
-    assert report.mode == "measured"
-    assert report.base["gpu.memory_bandwidth_Bps"] == pytest.approx(20e9)
-    assert report.base["gpu.device_power_W"] == pytest.approx(30.0)
-    assert any("2^(1.000·n" in note for note in report.notes)
-    roofline = run_crossover()
-    assert report.crossover < roofline.crossover  # 20 GB/s at 30 W is worse per byte than an H200
 
 
 def test_measured_mode_without_bench_runs_says_what_to_do(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import re
@@ -113,3 +114,17 @@ def test_headless_screenshot_is_not_blank(study, tmp_path):
     image = imread(shot)
     assert image.shape[:2] == (2400, 1200)
     assert image[..., :3].std() > 0.05
+
+
+def test_energy_section_says_what_was_measured(study, tmp_path):
+    """GPU runs that qualify: measured; CPU runs of small states: modelled, each run named with its reason."""
+    _, built = study
+    page = built.html.read_text()
+    assert "Crossover (measured GPU side; QPU side assumed)" in page
+    assert "Parameters: measured (from which runs) or assumed (from which source)" in page
+    write_study(tmp_path / "runs", seeds=(0, 1))
+    write_bench_scale(tmp_path / "runs", qubits=(10, 11, 12, 13, 14), device="cpu", method="estimate")
+    cpu = build_report(tmp_path / "runs", tmp_path / "report").html.read_text()
+    assert "Crossover (modelled: GPU side assumed" in cpu and "measured GPU side" not in cpu
+    assert "bench_scale runs that cannot carry a parameter, and why" in cpu
+    assert html.unescape(cpu).count("it ran on cpu; the model's GPU side takes only GPU runs") == 10

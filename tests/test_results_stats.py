@@ -24,13 +24,15 @@ def runs(tmp_path_factory):
     return aggregate(root / "runs", root / "agg", progress=False).runs
 
 
-def test_t_interval_matches_scipy():
+def test_t_interval_matches_statsmodels():
+    from statsmodels.stats.weightstats import DescrStatsW
+
     values = np.array([0.81, 0.84, 0.83, 0.86, 0.82])
     mean, sd, low, high = t_interval(values)
-    reference = scipy_stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=scipy_stats.sem(values))
     assert mean == pytest.approx(values.mean()) and sd == pytest.approx(values.std(ddof=1))
-    assert (low, high) == pytest.approx(reference)
+    assert (low, high) == pytest.approx(DescrStatsW(values).tconfint_mean(alpha=0.05))
     assert np.isnan(t_interval([0.5])[2])
+    assert t_interval([0.5, 0.5, 0.5])[2:] == (0.5, 0.5)  # no spread: the interval is the point
 
 
 def test_level_labels():
@@ -61,8 +63,32 @@ def test_anova_finds_the_qubit_effect(runs):
     quantum = training_runs(runs).query("`model.kind` == 'quantum'")
     table = anova(quantum).set_index("term")
     assert table.loc["qubits", "p_value"] < 0.01
-    assert table.loc["qubits", "eta_sq"] > table.loc["layers", "eta_sq"]
-    assert table["eta_sq"].sum() == pytest.approx(1.0)
+    assert table.loc["qubits", "partial_eta_sq"] > table.loc["layers", "partial_eta_sq"]
+    assert np.isnan(table.loc["Residual", "partial_eta_sq"])
+
+
+def _residual_ss(design: np.ndarray, y: np.ndarray) -> float:
+    coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(((y - design @ coefficients) ** 2).sum())
+
+
+def test_partial_eta_squared_matches_an_independent_type_ii_computation():
+    """Unbalanced two-factor design: type-II SS of a factor is the rise in residual SS when it alone is dropped
+    from the main-effects model (least squares by numpy); partial eta² = SS / (SS + SS_residual)."""
+    rng = np.random.default_rng(3)
+    qubits = np.array([4] * 7 + [8] * 4 + [12] * 5)
+    layers = np.array([1, 2, 1, 1, 2, 1, 1, 2, 2, 1, 2, 1, 2, 2, 1, 2])
+    y = 0.8 + 0.01 * (qubits == 8) + 0.02 * (qubits == 12) + 0.005 * (layers == 2) + rng.normal(0, 0.004, len(qubits))
+    runs = pd.DataFrame({"model.n_qubits": qubits, "model.layers": layers, "final.test_accuracy": y})
+    table = anova(runs).set_index("term")
+    ones = np.ones((len(y), 1))
+    q = np.stack([qubits == 8, qubits == 12], axis=1).astype(float)
+    l = (layers == 2).astype(float)[:, None]
+    full = _residual_ss(np.hstack([ones, q, l]), y)
+    for term, without in (("qubits", np.hstack([ones, l])), ("layers", np.hstack([ones, q]))):
+        ss = _residual_ss(without, y) - full
+        assert table.loc[term, "sum_sq"] == pytest.approx(ss, rel=1e-9)
+        assert table.loc[term, "partial_eta_sq"] == pytest.approx(ss / (ss + full), rel=1e-9)
 
 
 def test_anova_says_when_it_cannot_be_fitted():

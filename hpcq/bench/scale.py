@@ -13,7 +13,9 @@ instead of its compiled kernels. Per rank:
 * achieved GB/s = bytes moved per pass / ranks / time per pass;
 * copy GB/s = a `Tensor.copy_` of a buffer as large as the rank's slice (64 MiB..1 GiB, so DRAM rather than
   cache), counting read + write, timed on every rank of the run at once, just before the run;
-* communication: bytes each rank sent and seconds it spent in index-bit swaps, per forward.
+* communication: bytes each rank sent and seconds it spent in index-bit swaps, per forward;
+* the last-level cache of the device (CPU: sysfs; GPU: its L2), so that `hpcq energy` and the scaling plot can
+  tell runs that stream the state through memory from runs served by the cache.
 
 Strong scaling at fixed n: t(n, 1) / (r · t(n, r)); weak scaling at fixed local size: t(n − log2 r, 1) /
 t(n, r). Output: `--out X.h5` is a `bench_scale_summary` file (the tables, any runs skipped and why) and each
@@ -141,6 +143,37 @@ def _mean(comm, value: float) -> float:
 def _barrier(comm) -> None:
     if comm is not None and comm.Get_size() > 1:
         comm.Barrier()
+
+
+CPU_CACHE_ROOT = Path("/sys/devices/system/cpu/cpu0/cache")
+_SIZE_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def cpu_last_level_cache_bytes(root: Path = CPU_CACHE_ROOT) -> int:
+    """Size of the highest-level data or unified cache of CPU 0 (sysfs), 0 where sysfs does not say."""
+    sizes = {}
+    for index in root.glob("index*"):
+        try:
+            kind = (index / "type").read_text().strip()
+            level = int((index / "level").read_text())
+            text = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        if kind == "Instruction" or not text:
+            continue
+        scale = _SIZE_UNITS.get(text[-1].upper(), 1)
+        digits = text[:-1] if text[-1].upper() in _SIZE_UNITS else text
+        if digits.isdigit():
+            sizes[level] = int(digits) * scale
+    return sizes[max(sizes)] if sizes else 0
+
+
+def last_level_cache(device: torch.device) -> tuple[int, str]:
+    """(bytes, where the figure comes from) of the cache a gate pass on `device` could be served from."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).L2_cache_size), "GPU L2 (torch device properties)"
+    size = cpu_last_level_cache_bytes()
+    return size, f"CPU last-level cache ({CPU_CACHE_ROOT})" if size else "unknown (sysfs gives no cache size)"
 
 
 def copy_gbps(nbytes: int, device: torch.device, comm, min_seconds: float) -> float:
@@ -283,6 +316,7 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
     time_per_pass = seconds / passes
     bytes_moved = 2 * amplitude * 2**n
     achieved = bytes_moved / ranks / time_per_pass / 1e9
+    cache_bytes, cache_source = last_level_cache(device)
     return {
         "n_qubits": n, "ranks": ranks, "time_per_pass_s": time_per_pass, "time_per_call_s": seconds,
         "passes": passes, "calls": calls, "bytes_moved": bytes_moved, "achieved_gbps": achieved,
@@ -291,6 +325,7 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
         "exchanges": exchanges, "z0": values[-1], "state_bytes": amplitude * 2**n, "local_state_bytes": local_bytes,
         "warmup_s": warmup, "load_1min": load, "threads_per_rank": torch.get_num_threads(), "energy": energy,
         "fused_qubits": fused, "kernel": spec.kernel if spec.backend == "distributed" else "",
+        "cache_bytes": cache_bytes, "cache_source": cache_source,
     }
 
 

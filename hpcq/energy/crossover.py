@@ -1,15 +1,14 @@
 """`hpcq energy`: the GPU-versus-QPU crossover qubit count, its uncertainty band and what drives it.
 
-Reads a crossover config (default: the shipped `crossover_default.yaml`), optionally replaces GPU
-assumptions by values measured in `bench_scale` runs, and writes the energy plot, a sensitivity table
-(CSV + Markdown) and the curves. Every number comes from the config or the measurements.
+Reads and validates a crossover config (default: the shipped `crossover_default.yaml`) and evaluates the
+model over it: the nominal crossover, Monte Carlo draws, one-at-a-time sensitivity, named scenarios. Which
+GPU assumptions measurements may replace is `hpcq.energy.qualify`'s business.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pandas as pd
 import yaml
 
 from hpcq.energy import model
-from hpcq.errors import ConfigError, DataError
+from hpcq.errors import ConfigError
 
 DEFAULT_CONFIG = "crossover_default.yaml"
 SECTIONS = ("gpu", "qpu")
@@ -56,10 +55,37 @@ class CrossoverConfig:
         return {name: p.value for name, p in self.parameters.items()}
 
 
+PARAMETER_KEYS = ("value", "range", "distribution", "source")
+# The physically possible values of a parameter (its value and both ends of its range): every parameter is
+# positive, except these, which may be zero, and fractions and factors with their own bounds.
+ZERO_ALLOWED = {"gpu.node_overhead_W", "gpu.kernel_launch_s", "qpu.power_per_qubit_W", "qpu.native_1q_per_2q",
+                "qpu.t_prep_s", "qpu.t_readout_s", "qpu.overhead_per_circuit_s"}
+BOUNDS = {"gpu.bandwidth_efficiency": (0.0, 1.0), "gpu.usable_memory_fraction": (0.0, 1.0),
+          "gpu.pue": (1.0, np.inf), "qpu.duty_factor": (1.0, np.inf)}
+
+
+def refuse_unknown_keys(mapping: Mapping, allowed: tuple[str, ...], where: str) -> None:
+    """A misspelt key (`maxx`) must not be silently ignored."""
+    unknown = [key for key in mapping if key not in allowed]
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {unknown}; allowed: {list(allowed)}")
+
+
+def _check_bounds(name: str, numbers: list[float]) -> None:
+    low, high = BOUNDS.get(name, (0.0, np.inf))
+    low_included = name in ZERO_ALLOWED or low > 0  # pue and duty factor may be exactly 1; fractions not 0
+    for number in numbers:
+        below = number < low if low_included else number <= low
+        if below or number > high or not np.isfinite(number):
+            allowed = f"{'>=' if low_included else '>'} {low:g}" + (f" and <= {high:g}" if np.isfinite(high) else "")
+            raise ConfigError(f"energy parameter {name!r}: {number:g} is not physical; it must be {allowed}")
+
+
 def _parameter(name: str, spec: Any) -> Parameter:
     if not isinstance(spec, Mapping) or "value" not in spec or not spec.get("source"):
         raise ConfigError(f"energy parameter {name!r} must be a mapping with 'value' and 'source' "
                           f"(the literature or measurement it comes from); got {spec!r}")
+    refuse_unknown_keys(spec, PARAMETER_KEYS, f"energy parameter {name!r}")
     try:
         value = float(spec["value"])
         low, high = (float(v) for v in spec["range"]) if "range" in spec else (None, None)
@@ -68,6 +94,7 @@ def _parameter(name: str, spec: Any) -> Parameter:
     distribution = spec.get("distribution", "loguniform")
     if distribution not in DISTRIBUTIONS:
         raise ConfigError(f"energy parameter {name!r}: distribution {distribution!r} is not one of {DISTRIBUTIONS}")
+    _check_bounds(name, [value] + ([low, high] if low is not None else []))
     if low is not None and not low <= value <= high:
         raise ConfigError(f"energy parameter {name!r}: value {value} lies outside its range [{low}, {high}]")
     if distribution == "loguniform" and low is not None and low <= 0:
@@ -92,18 +119,24 @@ REQUIRED = {
 }
 
 
+TOP_LEVEL_KEYS = ("qubits", "circuit", "gpu", "qpu", "monte_carlo", "targets", "scenarios")
+
+
 def _scenario_value(scenario: Mapping, key: str, value: Any, parameters: Mapping[str, Parameter]) -> float:
     if key not in parameters:
         raise ConfigError(f"scenario {scenario.get('name')!r} sets unknown parameter {key!r}; "
                           "use a dotted name such as qpu.shots")
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"scenario {scenario.get('name')!r}: {key}={value!r} is not a number") from err
+    _check_bounds(key, [number])
+    return number
 
 
 def parse_config(raw: Mapping, origin: str) -> CrossoverConfig:
     """Validate a crossover config; errors name the key and what it should be."""
+    refuse_unknown_keys(raw, TOP_LEVEL_KEYS, origin)
     parameters = {}
     for section in SECTIONS:
         entries = raw.get(section)
@@ -117,17 +150,21 @@ def parse_config(raw: Mapping, origin: str) -> CrossoverConfig:
         for key, spec in entries.items():
             parameters[f"{section}.{key}"] = _parameter(f"{section}.{key}", spec)
     circuit = raw.get("circuit", {})
+    refuse_unknown_keys(circuit, ("layers", "connectivity", "reuploads"), f"{origin}: circuit")
     ansatz = model.Ansatz(*(_positive_int(circuit, key, "circuit") for key in ("layers", "connectivity", "reuploads")))
     qubits = raw.get("qubits", {})
+    refuse_unknown_keys(qubits, ("min", "max"), f"{origin}: qubits")
     low, high = _positive_int(qubits, "min", "qubits"), _positive_int(qubits, "max", "qubits")
     if high <= low:
         raise ConfigError(f"qubits.max={high} must exceed qubits.min={low}")
     monte_carlo = raw.get("monte_carlo", {})
+    refuse_unknown_keys(monte_carlo, ("samples", "seed", "interval"), f"{origin}: monte_carlo")
     interval = float(monte_carlo.get("interval", 0.9))
     if not 0 < interval < 1:
         raise ConfigError(f"monte_carlo.interval={interval} must lie in (0, 1), e.g. 0.9")
     scenarios = raw.get("scenarios") or [{"name": "nominal", "description": "the config values", "set": {}}]
     for scenario in scenarios:
+        refuse_unknown_keys(scenario, ("name", "description", "set"), f"{origin}: scenario {scenario.get('name')!r}")
         scenario["set"] = {key: _scenario_value(scenario, key, value, parameters)
                            for key, value in (scenario.get("set") or {}).items()}
     return CrossoverConfig(
@@ -154,58 +191,6 @@ def load_config(path: Path | None = None) -> CrossoverConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"energy config {origin} must be a YAML mapping")
     return parse_config(raw, origin)
-
-
-# --- measured GPU parameters -------------------------------------------------------------------------
-
-@dataclass
-class MeasuredGpu:
-    """GPU-side values fitted from bench_scale runs, with how they were obtained."""
-
-    overrides: dict[str, float]
-    notes: list[str] = field(default_factory=list)
-    fit: dict[str, float] = field(default_factory=dict)
-
-
-def fit_measured_gpu(runs: pd.DataFrame, config: CrossoverConfig) -> MeasuredGpu:
-    """Replace roofline assumptions by bench_scale measurements: time per gate pass ∝ 2^(b·n) (fitted),
-    effective bandwidth at the largest sizes, device power from the energy meter, link bandwidth from
-    the communication of multi-rank runs."""
-    needed = {"final.n_qubits", "final.ranks", "final.time_per_pass_s", "final.bytes_moved"}
-    bench = runs[runs["run_kind"] == "bench_scale"] if "run_kind" in runs.columns else runs.iloc[0:0]
-    if bench.empty or not needed <= set(bench.columns):
-        raise DataError(f"no usable bench_scale runs (need columns {sorted(needed)}); run `hpcq bench scale` "
-                        "or leave out --results to use the roofline")
-    single = bench[bench["final.ranks"] == 1].dropna(subset=list(needed))
-    if single["final.n_qubits"].nunique() < 2:
-        raise DataError("bench_scale runs need at least two qubit counts on 1 rank to fit the 2^n scaling")
-    slope, intercept = np.polyfit(single["final.n_qubits"], np.log2(single["final.time_per_pass_s"]), 1)
-    largest = single[single["final.n_qubits"] >= single["final.n_qubits"].max() - 2]
-    if "final.achieved_gbps" in largest and largest["final.achieved_gbps"].notna().all():
-        bandwidth = float(np.median(largest["final.achieved_gbps"])) * 1e9  # the benchmark's own per-pass figure
-    else:
-        bandwidth = float(np.median(largest["final.bytes_moved"] / largest["final.time_per_pass_s"]))
-    nominal = config.nominal()
-    overrides = {"gpu.memory_bandwidth_Bps": bandwidth, "gpu.bandwidth_efficiency": 1.0}
-    notes = [f"time per gate pass fitted as 2^({slope:.3f}·n + {intercept:.2f}) s on 1 rank "
-             f"({len(single)} runs, n = {int(single['final.n_qubits'].min())}..{int(single['final.n_qubits'].max())})",
-             f"effective bandwidth {bandwidth / 1e9:.1f} GB/s measured at the largest sizes "
-             f"(roofline assumed {nominal['gpu.memory_bandwidth_Bps'] * nominal['gpu.bandwidth_efficiency'] / 1e9:.0f} GB/s)"]
-    if "energy.mean_watts" in single and single["energy.mean_watts"].notna().any():
-        watts = float((single["energy.mean_watts"] / single["final.ranks"]).median())
-        method = ", ".join(sorted(single["energy.method"].dropna().astype(str).unique())) if "energy.method" in single else "?"
-        overrides["gpu.device_power_W"] = watts
-        notes.append(f"device power {watts:.0f} W per rank from the runs' energy meter (method: {method})")
-    multi = bench[(bench["final.ranks"] > 1)]
-    if {"final.comm_bytes", "final.comm_time_s"} <= set(multi.columns):
-        multi = multi[(multi["final.comm_time_s"] > 0) & (multi["final.comm_bytes"] > 0)]
-        if not multi.empty:
-            link = float(np.median(multi["final.comm_bytes"] / multi["final.comm_time_s"]))
-            overrides["gpu.nvlink_bandwidth_Bps"] = link
-            overrides["gpu.network_bandwidth_Bps"] = min(link, nominal["gpu.network_bandwidth_Bps"])
-            notes.append(f"exchange bandwidth {link / 1e9:.1f} GB/s measured between ranks (used inside a node; "
-                         "across nodes the smaller of it and the configured network)")
-    return MeasuredGpu(overrides, notes, {"slope": float(slope), "intercept": float(intercept)})
 
 
 # --- evaluation --------------------------------------------------------------------------------------

@@ -1,5 +1,10 @@
 """Run the crossover model end to end and write what `hpcq energy` promises: the crossover with its
-band (printed and in crossover.json), energy_vs_qubits.png/.svg, sensitivity.csv/.md, energy_curves.csv."""
+band (printed and in crossover.json), energy_vs_qubits.png/.svg, sensitivity.csv/.md, energy_curves.csv.
+
+Every parameter is reported as measured (with the bench_scale runs behind it) or assumed (with its source),
+every bench_scale run that could not carry a parameter with the reason, and the crossover is called
+*measured* only when the decisive GPU parameters (`DECISIVE`) were measured; otherwise it is *modelled*.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +18,21 @@ from matplotlib.figure import Figure
 
 from hpcq.energy import crossover as cx
 from hpcq.energy import model
+from hpcq.energy.qualify import Measurements, qualify
 from hpcq.results.markdown import markdown_table
 
 _COLORS = {"gpu": "tab:green", "qpu": "tab:purple"}
+# The GPU parameters whose measurement makes the GPU side a measurement: time per pass (through the
+# bandwidth) and power. Without both, the crossover is the model's, whatever else was measured.
+DECISIVE = ("gpu.memory_bandwidth_Bps", "gpu.device_power_W")
+EXPLAIN_ROWS = 6
 
 
 @dataclass
 class CrossoverReport:
     config: cx.CrossoverConfig
     base: dict[str, float]
-    mode: str                       # "roofline" or "measured"
+    mode: str                       # "measured" (DECISIVE parameters measured) or "modelled"
     crossover: float                # first integer qubit count where the QPU wins (NaN: never in range)
     crossover_fractional: float
     band: tuple[float, float]       # central `config.interval` of the Monte Carlo crossovers
@@ -30,15 +40,56 @@ class CrossoverReport:
     sensitivity: pd.DataFrame
     scenarios: pd.DataFrame
     curves: pd.DataFrame
+    measurements: Measurements = field(default_factory=Measurements)
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 
+    @property
+    def gpu_side(self) -> str:
+        measured = [name for name in self.measurements.overrides if name.startswith("gpu.")]
+        return "measured" if self.mode == "measured" else "partly measured" if measured else "assumed"
+
+    def provenance(self) -> pd.DataFrame:
+        """Each parameter's value and whether it was measured (from which runs) or assumed (from what source)."""
+        rows = []
+        for name, parameter in self.config.parameters.items():
+            runs = self.measurements.runs_of.get(name)
+            rows.append({"parameter": name, "value": self.base[name], "status": "measured" if runs else "assumed",
+                         "from": f"runs {', '.join(runs)}" if runs else parameter.source})
+        return pd.DataFrame(rows)
+
+    def rejected(self) -> pd.DataFrame:
+        return pd.DataFrame([vars(r) for r in self.measurements.rejections], columns=["run", "quantity", "reason"])
+
+    def explain(self, rows: int = EXPLAIN_ROWS) -> pd.DataFrame:
+        """The inputs that move the crossover most (one at a time over their ranges), measured or assumed."""
+        columns = ["parameter", "status", "value", "crossover_at_low", "crossover_at_high", "swing"]
+        return self.sensitivity[columns].head(rows)
+
     def summary(self) -> dict:
-        return {"mode": self.mode, "crossover_qubits": self.crossover, "crossover_fractional": self.crossover_fractional,
+        return {"mode": self.mode, "gpu_side": self.gpu_side, "qpu_side": "assumed",
+                "headline": headline(self), "crossover_qubits": self.crossover,
+                "crossover_fractional": self.crossover_fractional,
                 "band": list(self.band), "band_probability": self.config.interval,
                 "never_in_range_fraction": self.never_fraction, "samples": self.config.samples,
                 "config": self.config.origin, "notes": self.notes,
+                "parameters": self.provenance().to_dict("records"),
+                "rejected_runs": self.rejected().to_dict("records"),
+                "fits": [{**vars(fit), "description": fit.describe(),
+                          "feeds_gpu_side": fit.device == "gpu" and not fit.not_in_regime}
+                         for fit in self.measurements.fits],
+                "explain": self.explain().to_dict("records"),
                 "scenarios": self.scenarios[["scenario", "crossover_qubits", "crossover_fractional"]].to_dict("records")}
+
+
+def headline(report: CrossoverReport) -> str:
+    """The one sentence a reader takes home, saying what of it was measured."""
+    config = report.config
+    basis = ("measured GPU side" if report.mode == "measured"
+             else f"modelled: GPU side {report.gpu_side}, from config {config.origin}")
+    return (f"Crossover ({basis}; QPU side assumed): the QPU first uses no more energy per inference at "
+            f"{report.crossover:.0f} qubits (continuous {report.crossover_fractional:.1f}); {config.interval:.0%} "
+            f"band {report.band[0]:.0f}-{report.band[1]:.0f} over {config.samples} Monte Carlo draws")
 
 
 def _band(values: np.ndarray, interval: float) -> tuple[np.ndarray, np.ndarray]:
@@ -61,23 +112,27 @@ def run_crossover(config_path: Path | None = None, out_dir: Path | None = None,
                   results_dir: Path | None = None, *, runs: pd.DataFrame | None = None) -> CrossoverReport:
     """Evaluate the model and write its outputs to `out_dir` (when given).
 
-    The GPU side is fitted from bench_scale runs when `results_dir` (a results or aggregate folder) or an
-    aggregated `runs` table is given, and is the roofline of the config otherwise.
+    With `results_dir` (a results or aggregate folder) or an aggregated `runs` table, the GPU parameters that
+    qualifying bench_scale runs can carry replace the configured ones (`hpcq.energy.qualify`); every other
+    parameter keeps its configured value.
     """
     config = cx.load_config(config_path)
-    base, mode, notes = config.nominal(), "roofline", []
-    fixed: set[str] = set()
+    base, notes = config.nominal(), []
     if results_dir is not None and runs is None:
         from hpcq.results.aggregate import runs_from
 
         runs = runs_from(Path(results_dir), progress=False).runs
-    if runs is not None:
-        measured = cx.fit_measured_gpu(runs, config)
-        base.update(measured.overrides)
-        fixed = set(measured.overrides)
-        mode = "measured"
-        notes = measured.notes + ["device memory, devices per node and precision stay as configured; scenarios "
-                                  "do not override measured values"]
+    measurements = qualify(runs) if runs is not None else Measurements()
+    base.update(measurements.overrides)
+    fixed = set(measurements.overrides)
+    mode = "measured" if set(DECISIVE) <= fixed else "modelled"
+    if runs is not None and not fixed:
+        notes.append("no bench_scale run can carry a GPU parameter (rejected runs listed with the reason): "
+                     "every GPU parameter keeps its configured value")
+    if fixed:
+        notes.append("measured: " + ", ".join(sorted(fixed)) + "; the other parameters keep their configured values, "
+                     "and scenarios do not override measured ones")
+    notes += [fit.describe() for fit in measurements.fits]
     n = config.qubits
     gpu, qpu = cx.energies(config, base)
     integer, fraction = model.crossover(n, gpu[None, :], qpu[None, :])
@@ -92,10 +147,12 @@ def run_crossover(config_path: Path | None = None, out_dir: Path | None = None,
                            "qpu_J": qpu, "qpu_J_low": qpu_low, "qpu_J_high": qpu_high})
     scenarios = cx.scenario_table(config, base, fixed)
     scenarios["drivers"] = [scenario_drivers(config, base, cx.scenario_changes(s, fixed)) for s in config.scenarios]
+    sensitivity = cx.sensitivity(config, base)
+    sensitivity.insert(1, "status", ["measured" if name in fixed else "assumed" for name in sensitivity["parameter"]])
     report = CrossoverReport(
         config=config, base=base, mode=mode, crossover=float(integer[0]), crossover_fractional=float(fraction[0]),
         band=(float(np.ravel(low)[0]), float(np.ravel(high)[0])), never_fraction=float(np.isnan(mc_integer).mean()),
-        sensitivity=cx.sensitivity(config, base), scenarios=scenarios, curves=curves, notes=notes)
+        sensitivity=sensitivity, scenarios=scenarios, curves=curves, measurements=measurements, notes=notes)
     if out_dir is not None:
         write_outputs(report, Path(out_dir))
     return report
@@ -134,16 +191,23 @@ def sensitivity_markdown(report: CrossoverReport) -> str:
     lines = [
         "# GPU-vs-QPU energy crossover: sensitivity",
         "",
-        f"Model: {report.mode} GPU side, config `{report.config.origin}`. Circuit: re-uploading ansatz "
-        f"L={report.config.ansatz.layers}, C={report.config.ansatz.connectivity}, N={report.config.ansatz.reuploads}.",
-        f"Crossover: the QPU first uses no more energy per inference at **{report.crossover:.0f} qubits** "
-        f"(continuous crossing {report.crossover_fractional:.1f}); {report.config.interval:.0%} band over "
-        f"{report.config.samples} Monte Carlo draws: **{report.band[0]:.0f}-{report.band[1]:.0f}**"
+        f"**{headline(report)}**"
         + (f" (QPU never wins below {int(report.config.qubits[-1])} qubits in {report.never_fraction:.1%} of draws)"
            if report.never_fraction > 0 else "") + ".",
-        f"Published values to explain: {targets}.",
+        f"Circuit: re-uploading ansatz L={report.config.ansatz.layers}, C={report.config.ansatz.connectivity}, "
+        f"N={report.config.ansatz.reuploads}. Published values to explain: {targets}.",
         *[f"- {note}" for note in report.notes],
         "",
+        "## What moves the crossover most",
+        "",
+        markdown_table(report.explain()),
+        "",
+        "## Parameters: measured or assumed",
+        "",
+        markdown_table(report.provenance()),
+        "",
+        *(["## bench_scale runs that cannot carry a parameter", "", markdown_table(report.rejected()), ""]
+          if report.measurements.rejections else []),
         "## Assumption sets (scenarios)",
         "",
         "`drivers`: how far the crossover moves when one change of the scenario alone is undone (largest first).",
@@ -177,17 +241,22 @@ def write_outputs(report: CrossoverReport, out_dir: Path) -> None:
     report.files = files
 
 
-def render(report: CrossoverReport) -> None:
-    """What `hpcq energy` prints."""
-    print(f"GPU-vs-QPU crossover ({report.mode} GPU side): {report.crossover:.0f} qubits "
-          f"(continuous {report.crossover_fractional:.1f}); {report.config.interval:.0%} band "
-          f"{report.band[0]:.0f}-{report.band[1]:.0f} over {report.config.samples} draws")
+def render(report: CrossoverReport, explain: bool = False) -> None:
+    """What `hpcq energy` prints: the headline, what was measured and what was left out, the scenarios, and
+    (with `explain`) the inputs that move the crossover most."""
+    print(headline(report))
     for note in report.notes:
         print(f"  {note}")
+    for rejection in report.measurements.rejections:
+        print(f"  not used for {rejection.quantity}: {rejection.run}: {rejection.reason}")
     for row in report.scenarios.itertuples():
         print(f"  scenario {row.scenario!r}: {row.crossover_qubits:.0f} qubits ({row.crossover_fractional:.1f})")
-    top = report.sensitivity.head(3)
-    print("  largest swings: " + ", ".join(f"{r.parameter} {r.crossover_at_low:.1f}->{r.crossover_at_high:.1f}"
-                                           for r in top.itertuples()))
+    if explain:
+        print("What moves the crossover most (each input alone over its range, the others at their values):")
+        print(markdown_table(report.explain()))
+    else:
+        top = report.sensitivity.head(3)
+        print("  largest swings: " + ", ".join(f"{r.parameter} {r.crossover_at_low:.1f}->{r.crossover_at_high:.1f}"
+                                               for r in top.itertuples()) + " (--explain for more)")
     if report.files:
         print(f"wrote {', '.join(sorted(report.files))} to {next(iter(report.files.values())).parent}")

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from hpcq.results import stats
+from hpcq.results.bandwidth_regime import CACHE_MULTIPLE, in_regime
 
 FORMATS = ("png", "svg")
 _FONT = 9
@@ -136,34 +137,58 @@ def learning_curves_plot(runs: pd.DataFrame, curves: pd.DataFrame, selection: pd
 SCALE_COLUMNS = ("final.n_qubits", "final.ranks", "final.time_per_pass_s")
 
 
+def strong_scaling(table: pd.DataFrame) -> pd.DataFrame:
+    """Strong-scaling efficiency t(n,1)/(r·t(n,r)) for each multi-rank row whose run and 1-rank partner are
+    both in the memory-bound regime (`in_regime` column): below it there is no memory traffic to scale."""
+    single = table.loc[table["final.ranks"] == 1, ["final.n_qubits", "final.time_per_pass_s", "in_regime"]]
+    multi = table[table["final.ranks"] > 1].merge(single, on="final.n_qubits", suffixes=("", "_one_rank"))
+    multi = multi[multi["in_regime"] & multi["in_regime_one_rank"]]
+    return pd.DataFrame({"ranks": multi["final.ranks"], "n_qubits": multi["final.n_qubits"],
+                         "efficiency": multi["final.time_per_pass_s_one_rank"]
+                         / (multi["final.ranks"] * multi["final.time_per_pass_s"])})
+
+
 def scaling_plot(runs: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """bench_scale runs: time per gate pass, achieved bandwidth (vs copy bandwidth), strong-scaling efficiency."""
+    """bench_scale runs: time per gate pass, achieved bandwidth (vs copy bandwidth), strong-scaling efficiency.
+
+    Runs below the memory-bound regime (`hpcq.results.bandwidth_regime`) are drawn hollow and get no efficiency.
+    """
     if "run_kind" not in runs.columns or not set(SCALE_COLUMNS) <= set(runs.columns):
         return []
     bench = runs[runs["run_kind"] == "bench_scale"].dropna(subset=list(SCALE_COLUMNS))
     if bench.empty:
         return []
-    table = bench.groupby(["final.ranks", "final.n_qubits"]).mean(numeric_only=True).reset_index()
+    bench = bench.assign(in_regime=in_regime(bench))
+    table = (bench.groupby(["final.ranks", "final.n_qubits"])
+             .agg({"final.time_per_pass_s": "mean", "in_regime": "all",
+                   **{c: "mean" for c in ("final.achieved_gbps", "final.copy_gbps") if c in bench.columns}})
+             .reset_index())
     figure, (time_axis, bandwidth_axis, efficiency_axis) = _panels(3, width=3.8)
     for ranks, group in table.groupby("final.ranks"):
-        time_axis.semilogy(group["final.n_qubits"], group["final.time_per_pass_s"], marker="o",
-                           label=f"{int(ranks)} rank(s)")
-        if "final.achieved_gbps" in group:
-            bandwidth_axis.plot(group["final.n_qubits"], group["final.achieved_gbps"], marker="o",
-                                label=f"{int(ranks)} rank(s)")
+        for axis, column in ((time_axis, "final.time_per_pass_s"), (bandwidth_axis, "final.achieved_gbps")):
+            if column not in group:
+                continue
+            line, = axis.plot(group["final.n_qubits"], group[column], label=f"{int(ranks)} rank(s)")
+            below = group[~group["in_regime"]]
+            axis.plot(below["final.n_qubits"], below[column], "o", markerfacecolor="white", color=line.get_color())
+            inside = group[group["in_regime"]]
+            axis.plot(inside["final.n_qubits"], inside[column], "o", color=line.get_color())
+    time_axis.set_yscale("log")
     if "final.copy_gbps" in table:
         copy = table.groupby("final.n_qubits")["final.copy_gbps"].mean()
         bandwidth_axis.plot(copy.index, copy.to_numpy(), color="grey", linestyle="--", label="measured copy")
-    single = table[table["final.ranks"] == 1].set_index("final.n_qubits")["final.time_per_pass_s"]
-    for ranks, group in table[table["final.ranks"] > 1].groupby("final.ranks"):
-        shared = group[group["final.n_qubits"].isin(single.index)]
-        efficiency = single[shared["final.n_qubits"]].to_numpy() / (ranks * shared["final.time_per_pass_s"])
-        efficiency_axis.plot(shared["final.n_qubits"], efficiency, marker="o", label=f"1 → {int(ranks)} ranks")
+    efficiency = strong_scaling(table)
+    for ranks, group in efficiency.groupby("ranks"):
+        efficiency_axis.plot(group["n_qubits"], group["efficiency"], marker="o", label=f"1 → {int(ranks)} ranks")
+    if efficiency.empty:
+        efficiency_axis.text(0.5, 0.5, "no multi-rank run in the\nmemory-bound regime:\nno efficiency to draw",
+                             ha="center", va="center", transform=efficiency_axis.transAxes, fontsize=_FONT)
     for axis, title in ((time_axis, "time per gate pass [s]"), (bandwidth_axis, "achieved GB/s"),
                         (efficiency_axis, "strong-scaling efficiency")):
         axis.set_title(title, fontsize=_FONT + 1)
         axis.set_xlabel("qubits", fontsize=_FONT)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=_FONT - 1)
-    figure.suptitle("State-vector scaling (bench_scale runs)", fontsize=_FONT + 2)
+    figure.suptitle("State-vector scaling (bench_scale runs); hollow: state within "
+                    f"{CACHE_MULTIPLE:g}x the last-level cache, overhead- or cache-bound", fontsize=_FONT + 1)
     return save(figure, out_dir, "scaling")

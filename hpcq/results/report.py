@@ -24,7 +24,7 @@ import hpcq
 from hpcq.results.aggregate import AggregateResult, collect_runs, load_aggregate
 from hpcq.results.analysis import draw_study_plots
 from hpcq.results.markdown import markdown_table
-from hpcq.results.stats import SELECTION_RULE, screening_statistics
+from hpcq.results.stats import PARTIAL_ETA_SQ, SELECTION_RULE, screening_statistics
 
 RUN_COLUMNS = ("run_id", "run_kind", "model.kind", "model.n_qubits", "model.layers", "model.connectivity",
                "model.reuploads", "train.lr", "seed", "final.val_accuracy", "final.test_accuracy",
@@ -114,7 +114,7 @@ def study_sections(aggregated: AggregateResult, out_dir: Path, energy: EnergySec
     if "main_effects" in png:
         sections.append(Section("Screening: main effects and ANOVA",
                                 ["Marginal mean test accuracy per factor level over quantum runs (95% CI), and a "
-                                 "type-II ANOVA on all varying factors."],
+                                 f"type-II ANOVA on all varying factors; {PARTIAL_ETA_SQ}."],
                                 [("Main effects", screening.main_effects), ("ANOVA", screening.anova)],
                                 [("Main effects", png["main_effects"])]))
     for name, title in (("accuracy_vs_qubits", "Accuracy against qubits"), ("learning_curves", "Learning curves")):
@@ -125,20 +125,26 @@ def study_sections(aggregated: AggregateResult, out_dir: Path, energy: EnergySec
             [c for c in ("final.ranks", "final.n_qubits") if c in runs.columns])
         sections.append(Section("State-vector scaling", tables=[("bench_scale runs", bench)],
                                 figures=[("Scaling", png["scaling"])]))
-    summary = energy.summary
-    sections.append(Section(
-        "Energy: GPU against QPU",
-        [f"Crossover ({summary['mode']} GPU side, config {summary['config']}): the QPU first uses no more energy per "
-         f"inference at {summary['crossover_qubits']:.0f} qubits (continuous {summary['crossover_fractional']:.1f}); "
-         f"{summary['band_probability']:.0%} band {summary['band'][0]:.0f}-{summary['band'][1]:.0f} over "
-         f"{summary['samples']} Monte Carlo draws.", *summary.get("notes", [])],
-        [("Assumption sets", energy.scenarios), ("Sensitivity, one parameter at a time", energy.sensitivity)],
-        [("Energy per inference against qubits", energy.plot)]))
+    sections.append(energy_section(energy))
     shown = _present(runs, RUN_COLUMNS).head(MAX_RUN_ROWS)
     note = f" (first {MAX_RUN_ROWS})" if len(runs) > MAX_RUN_ROWS else ""
     sections.append(Section("Runs", [f"Full table: runs.parquet / runs.csv of `hpcq aggregate`{note}."],
                             [("Runs", shown)]))
     return sections
+
+
+def energy_section(energy: EnergySection) -> Section:
+    """The crossover headline (measured or modelled), each parameter's provenance, the bench_scale runs that
+    could not carry a parameter and why, what moves the crossover, the scenarios and the sensitivity."""
+    summary = energy.summary
+    tables = [("What moves the crossover most", pd.DataFrame(summary["explain"])),
+              ("Parameters: measured (from which runs) or assumed (from which source)",
+               pd.DataFrame(summary["parameters"]))]
+    if summary["rejected_runs"]:
+        tables.append(("bench_scale runs that cannot carry a parameter, and why", pd.DataFrame(summary["rejected_runs"])))
+    tables += [("Assumption sets", energy.scenarios), ("Sensitivity, one parameter at a time", energy.sensitivity)]
+    return Section("Energy: GPU against QPU", [summary["headline"] + ".", *summary["notes"]], tables,
+                   [("Energy per inference against qubits", energy.plot)])
 
 
 def _data_uri(path: Path) -> str:

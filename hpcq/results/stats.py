@@ -60,7 +60,7 @@ class ScreeningResult:
 
 
 def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
-    """(mean, sd, low, high) of a Student-t interval for the mean; NaN bounds with fewer than 2 values."""
+    """(mean, sd, low, high) of scipy's Student-t interval for the mean; NaN bounds with fewer than 2 values."""
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if len(values) == 0:
@@ -69,8 +69,10 @@ def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[floa
     if len(values) < 2:
         return mean, np.nan, np.nan, np.nan
     sd = float(values.std(ddof=1))
-    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, len(values) - 1)) * sd / np.sqrt(len(values))
-    return mean, sd, mean - half, mean + half
+    if sd == 0:
+        return mean, sd, mean, mean  # scipy returns NaN bounds for a zero scale; the interval is the point
+    low, high = scipy_stats.t.interval(confidence, len(values) - 1, loc=mean, scale=scipy_stats.sem(values))
+    return mean, sd, float(low), float(high)
 
 
 def level_label(value: object) -> str:
@@ -140,12 +142,18 @@ def main_effects(runs: pd.DataFrame, response: str = RESPONSE) -> pd.DataFrame:
                                        "effect"])
 
 
+PARTIAL_ETA_SQ = ("partial eta squared: SS_term / (SS_term + SS_residual), from type-II sums of squares (which "
+                  "need not add up to the total with unbalanced or correlated factors, so plain eta squared "
+                  "would not be a share of anything)")
+
+
 def anova(runs: pd.DataFrame, response: str = RESPONSE) -> pd.DataFrame:
-    """Type-II ANOVA of the response on all varying factors (main effects, categorical), via statsmodels."""
+    """Type-II ANOVA of the response on all varying factors (main effects, categorical), via statsmodels, with
+    each term's partial eta squared (`PARTIAL_ETA_SQ`)."""
     import statsmodels.formula.api as smf
     from statsmodels.stats.anova import anova_lm
 
-    columns = ["term", "sum_sq", "df", "F", "p_value", "eta_sq", "note"]
+    columns = ["term", "sum_sq", "df", "F", "p_value", "partial_eta_sq", "note"]
     factors = varying_factors(runs) if response in runs.columns else {}
     if not factors:
         return pd.DataFrame([{"term": "", "note": "no factor varies: nothing to test"}], columns=columns)
@@ -159,7 +167,8 @@ def anova(runs: pd.DataFrame, response: str = RESPONSE) -> pd.DataFrame:
                                                   "add seeds or configs"}], columns=columns)
     formula = "y ~ " + " + ".join(f"C({name})" for name in names.values())
     table = anova_lm(smf.ols(formula, data=frame).fit(), typ=2)
-    total = float(table["sum_sq"].sum())
+    residual = float(table.loc["Residual", "sum_sq"])
+    partial = (table["sum_sq"] / (table["sum_sq"] + residual)).where(table.index != "Residual")
     labels = {f"C({name})": factor for factor, name in names.items()}
     return pd.DataFrame({
         "term": [labels.get(term, term) for term in table.index],
@@ -167,7 +176,7 @@ def anova(runs: pd.DataFrame, response: str = RESPONSE) -> pd.DataFrame:
         "df": table["df"].to_numpy(),
         "F": table["F"].to_numpy(),
         "p_value": table["PR(>F)"].to_numpy(),
-        "eta_sq": table["sum_sq"].to_numpy() / total,
+        "partial_eta_sq": partial.to_numpy(),
         "note": "",
     }, columns=columns)
 
