@@ -88,3 +88,23 @@ def test_a_circuit_too_large_even_for_one_sample_names_the_alternatives_not_batc
 def test_a_batch_too_large_is_told_the_batch_that_fits():
     with pytest.raises(ResourceError, match=r"Fix: use batch <= [1-9]\d* at 16 qubits, or the 'distributed'"):
         check_statevector_fits(16, 10**12, torch.float32, False, torch.device("cpu"), gradient=True)
+
+
+@pytest.mark.parametrize("backend", ["statevector", "tensornet"])
+def test_nan_or_inf_inputs_are_named_instead_of_giving_nan_outputs(backend):
+    """Issue 13: NaN / Inf features or weights gave NaN expectations with no word."""
+    circuit = reuploading_ansatz(3, 1, 1, 1)
+    weights, features = torch.rand(circuit.n_weights), torch.rand(4, circuit.n_features)
+    features[2, 1] = float("nan")
+    with pytest.raises(ConfigError, match=r"features holds 1 NaN/Inf value\(s\) \(the first at \[2, 1\]\)"):
+        expectation(circuit, weights, features, "Z", backend=backend)
+    features[2, 1] = 0.5
+    weights[0] = float("inf")
+    with pytest.raises(ConfigError, match=r"weights holds 1 NaN/Inf value\(s\) \(the first at \[0\]\)"):
+        expectation(circuit, weights, features, "Z", backend=backend)
+
+
+def test_finite_values_whose_sum_overflows_pass_the_check():
+    from hpcq.sim.statevector import check_finite
+
+    check_finite("features", torch.full((4, 4), 3e38))  # the sum is inf; every value is finite
