@@ -187,6 +187,7 @@ def scaling_plot(runs: pd.DataFrame, out_dir: Path) -> list[Path]:
                         (efficiency_axis, "strong-scaling efficiency")):
         axis.set_title(title, fontsize=_FONT + 1)
         axis.set_xlabel("qubits", fontsize=_FONT)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=_FONT - 1)
     figure.suptitle("State-vector scaling (bench_scale runs); hollow: state within "
