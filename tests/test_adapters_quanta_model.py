@@ -185,3 +185,34 @@ def test_bfloat16_autocast_trains_with_float32_gates(minilm, batch, path):
     assert torch.allclose(output.logits.float(), reference, atol=0.1), (output.logits.float() - reference).abs().max()
     gates = [p for name, p in model.named_parameters() if "quanta_gates" in name]
     assert gates and all(g.dtype == torch.float32 and g.grad is not None and g.grad.abs().sum() > 0 for g in gates)
+
+
+def test_adapter_into_another_class_or_other_base_weights_is_refused(minilm, tmp_path):
+    """Issue 13: the saved base_model_class was never checked, and other weights of the same shape loaded silently."""
+    from transformers import BertForSequenceClassification
+
+    model = get_quanta_model(copy.deepcopy(minilm), QuantaConfig(**CONFIG))
+    perturb(model)
+    model.merge()  # saved while merged: the recorded norms are still those of W0
+    model.save_pretrained(tmp_path)
+    other_class = copy.deepcopy(minilm)
+    other_class.__class__ = type("ReviewClassifier", (BertForSequenceClassification,), {})
+    with pytest.raises(ConfigError, match=r"trained on a BertForSequenceClassification, but this model is a "
+                                          r"ReviewClassifier; load it into a BertForSequenceClassification"):
+        from_pretrained(other_class, tmp_path)
+    torch.manual_seed(1)
+    untrained = BertForSequenceClassification(minilm.config)  # same class and shapes, other weights
+    with pytest.raises(ConfigError, match=r"trained on other base weights: layer 'bert\.encoder\.layer\.0\.attention"
+                                          r"\.self\.query' has weight norm"):
+        from_pretrained(untrained, tmp_path)
+    from_pretrained(copy.deepcopy(minilm).double(), tmp_path)  # the same checkpoint in another dtype loads
+
+
+def test_truncated_adapter_file_is_a_clear_error_naming_it(minilm, tmp_path):
+    from hpcq.errors import DataError
+
+    get_quanta_model(copy.deepcopy(minilm), QuantaConfig(**CONFIG)).save_pretrained(tmp_path)
+    weights = tmp_path / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(DataError, match=rf"{weights} is not a readable safetensors file .* truncated or damaged"):
+        from_pretrained(copy.deepcopy(minilm), tmp_path)

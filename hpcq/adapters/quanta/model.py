@@ -8,16 +8,19 @@
     plain = merge_and_unload(model)          # plain nn.Linear layers again: no inference overhead
 
 The adapter file holds θ, the frozen θ0 and the `modules_to_save` weights, never the base model's weights; the
-JSON config records every adapted layer's shape so loading into a model of another shape fails clearly.
+JSON config records the base model's class and every adapted layer's shape and base-weight norms, so loading into
+a model of another class, shape or checkpoint fails clearly instead of running a meaningless combination.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -26,16 +29,29 @@ from hpcq.adapters.quanta.config import QuantaConfig
 from hpcq.adapters.quanta.layer import QuantaLinear, require_linear
 from hpcq.adapters.targets import find_modules
 from hpcq.atomic import atomic_path
-from hpcq.errors import ConfigError
+from hpcq.errors import ConfigError, DataError
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 FORMAT = "hpcq-quanta/1"
+#: relative difference of base-weight norms still taken as the same checkpoint (another dtype of it rounds)
+BASE_WEIGHTS_RTOL = 1e-3
 
 
 def _layer_shapes(layers: dict[str, QuantaLinear]) -> dict[str, dict[str, Any]]:
-    return {name: {"in_features": layer.in_features, "out_features": layer.out_features, "axes": list(layer.axes)}
+    return {name: {"in_features": layer.in_features, "out_features": layer.out_features, "axes": list(layer.axes),
+                   "base_weight_norms": _base_norms(layer)}
             for name, layer in layers.items()}
+
+
+@torch.no_grad()
+def _base_norms(layer: QuantaLinear) -> list[float]:
+    """L2 and L1 norm of the layer's W0 (also while its update is merged into the weight): a fingerprint of the
+    checkpoint that survives a change of dtype or device, unlike a hash of the bytes."""
+    weight = layer.base_layer.weight.double()
+    if layer.merged:
+        weight = weight - layer.delta_weight().double()
+    return [float(weight.norm()), float(weight.abs().sum())]
 
 
 class QuantaModel(nn.Module):
@@ -122,6 +138,11 @@ class QuantaModel(nn.Module):
         """Adapt `model` as recorded in `directory` and load the saved adapter weights into it."""
         directory = Path(directory)
         meta = _read_meta(directory)
+        if type(model).__name__ != meta["base_model_class"]:
+            raise ConfigError(
+                f"adapter {directory} was trained on a {meta['base_model_class']}, but this model is a "
+                f"{type(model).__name__}; load it into a {meta['base_model_class']} of the checkpoint it was trained on"
+            )
         _check_shapes(model, meta["layers"], directory)
         adapted = get_quanta_model(model, QuantaConfig.from_dict(meta["config"]))
         extra = sorted(set(adapted.quanta_layers) - set(meta["layers"]))
@@ -131,7 +152,12 @@ class QuantaModel(nn.Module):
                 f"{len(adapted.quanta_layers)} in this model (e.g. {extra[0]!r}); load it into the model it was "
                 f"trained with"
             )
-        tensors = load_file(directory / ADAPTER_WEIGHTS)
+        _check_base_weights(adapted.quanta_layers, meta["layers"], directory)
+        try:
+            tensors = load_file(directory / ADAPTER_WEIGHTS)
+        except SafetensorError as err:
+            raise DataError(f"{directory / ADAPTER_WEIGHTS} is not a readable safetensors file ({err}): it is "
+                            f"truncated or damaged; copy it again or save the adapter again") from None
         expected = adapted.adapter_state_dict()
         missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
         if missing or unexpected:
@@ -158,7 +184,11 @@ def _read_meta(directory: Path) -> dict[str, Any]:
     for file_name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
         if not (directory / file_name).is_file():
             raise ConfigError(f"{directory / file_name} does not exist; pass the folder written by save_pretrained")
-    meta = json.loads((directory / ADAPTER_CONFIG).read_text())
+    try:
+        meta = json.loads((directory / ADAPTER_CONFIG).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{directory / ADAPTER_CONFIG} is not valid JSON ({err}): it is truncated or damaged; "
+                        f"copy it again or save the adapter again") from None
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{directory / ADAPTER_CONFIG} has format {meta.get('format')!r}, expected {FORMAT!r}")
     return meta
@@ -179,6 +209,20 @@ def _check_shapes(model: nn.Module, layers: dict[str, dict[str, Any]], directory
                 f"adapter {directory} was trained on layer {name!r} of shape {shape['in_features']}→"
                 f"{shape['out_features']}, but in this model it is {module.in_features}→{module.out_features}; "
                 f"load it into a model of the shape it was trained with"
+            )
+
+
+def _check_base_weights(layers: dict[str, QuantaLinear], saved: dict[str, dict[str, Any]], directory: Path) -> None:
+    """ConfigError when an adapted layer's W0 is not the one the adapter was trained on (adapters saved before
+    the norms were recorded skip this check)."""
+    for name, layer in layers.items():
+        recorded = saved[name].get("base_weight_norms")
+        here = _base_norms(layer)
+        if recorded and not all(math.isclose(a, b, rel_tol=BASE_WEIGHTS_RTOL) for a, b in zip(here, recorded)):
+            raise ConfigError(
+                f"adapter {directory} was trained on other base weights: layer {name!r} has weight norm "
+                f"{here[0]:.6g} here, {recorded[0]:.6g} when it was saved; load it into the checkpoint it was "
+                f"trained on"
             )
 
 
