@@ -29,8 +29,9 @@ from hpcq.results.stats import PARTIAL_ETA_SQ, SELECTION_RULE, screening_statist
 RUN_COLUMNS = ("run_id", "run_kind", "model.kind", "model.n_qubits", "model.layers", "model.connectivity",
                "model.reuploads", "train.lr", "seed", "final.val_accuracy", "final.test_accuracy",
                "final.n_qubits", "final.ranks", "energy.method", "energy.joules", "run_path")
-SCALE_COLUMNS = ("final.n_qubits", "final.ranks", "final.time_per_pass_s", "final.achieved_gbps", "final.copy_gbps",
-                 "final.comm_time_s", "final.comm_bytes", "energy.mean_watts", "energy.method")
+SCALE_COLUMNS = ("device", "final.n_qubits", "final.ranks", "final.time_per_pass_s", "final.achieved_gbps",
+                 "final.copy_gbps", "final.local_state_bytes", "final.cache_bytes", "final.comm_time_s",
+                 "final.comm_bytes", "energy.mean_watts", "energy.method")
 MAX_RUN_ROWS = 300
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1100px;color:#222;
