@@ -6,10 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from safetensors.numpy import load_file, save_file
 
 from hpcq.data import (
     data_root,
@@ -22,6 +24,7 @@ from hpcq.data import (
 from hpcq.data.dataset import TextDataset
 from hpcq.data.sentence_model import load_sentence_model, resolve_model
 from hpcq.errors import DataError
+from hpcq.train.head import load_or_embed
 
 ROWS = "np.arange(0, 9613, 150)[:64]"  # spread over train, dev and test; shared with the MPI script below
 SHARD_SIZE = 16
@@ -86,7 +89,7 @@ def test_complete_shards_are_reused_not_recomputed(subset, shards_copy):
     assert (refill.computed, refill.reused, refill.sentences) == (1, 3, 16)
     for name in (NAMES[0], NAMES[1], NAMES[3]):
         assert (shards_copy / name).stat().st_mtime_ns == mtimes[name]
-    assert len(load_embeddings(shards_copy, "sst2-sentences")) == 64
+    assert len(load_embeddings(shards_copy, "sst2-sentences", "packaged", subset.checksum())) == 64
 
 
 def test_changed_data_is_re_embedded_and_stale_shards_refused(subset, shards_copy):
@@ -99,38 +102,92 @@ def test_changed_data_is_re_embedded_and_stale_shards_refused(subset, shards_cop
         label_names=subset.label_names,
     )
     with pytest.raises(DataError, match="embedded from other data.*re-embed with `hpcq embed"):
-        load_embeddings(shards_copy, "sst2-sentences", checksum=flipped.checksum())
+        load_embeddings(shards_copy, "sst2-sentences", "packaged", flipped.checksum())
     report = embed_dataset(flipped, out_dir=shards_copy, shard_size=SHARD_SIZE, progress=False)
     assert (report.computed, report.reused) == (4, 0)
-    table = load_embeddings(shards_copy, "sst2-sentences", checksum=flipped.checksum())
+    table = load_embeddings(shards_copy, "sst2-sentences", "packaged", flipped.checksum())
     assert np.array_equal(table.labels, 1 - subset.labels)
 
 
-def test_shards_of_another_model_are_refused(shards_copy, tmp_path):
+def sst2_root(folder: Path, rows: int) -> Path:
+    """A data root whose sst2-sentences holds the first `rows` lines of each real split file."""
+    (folder / "sst2-sentences").mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        lines = (data_root() / "sst2-sentences" / f"stsa.binary.{split}").read_text(encoding="utf-8")
+        lines = lines.splitlines()
+        (folder / "sst2-sentences" / f"stsa.binary.{split}").write_text("\n".join(lines[:rows]) + "\n")
+    return folder
+
+
+def flip_labels(folder: Path) -> None:
+    """Every `<label> <sentence>` line of the stsa.binary files in `folder` gets the other label, in place."""
+    for path in folder.glob("stsa.binary.*"):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        path.write_text("".join(f"{1 - int(line[0])}{line[1:]}\n" for line in lines), encoding="utf-8")
+
+
+def test_train_re_embeds_when_the_data_changed_after_embedding(tmp_path, monkeypatch):
+    """Issue 13, finding 1: with every label flipped and the old shards left in the embeddings folder,
+    `hpcq train` read the old shards (old labels) and gave a bit-identical result. Now it embeds the data as
+    it is."""
+    root = sst2_root(tmp_path / "data", rows=8)
+    monkeypatch.setenv("HPCQ_DATA", str(root))
+    data = {"dataset": "sst2-sentences", "model": "packaged", "embeddings_dir": str(tmp_path / "embeddings")}
+    before = load_or_embed(data, progress=False)
+    flip_labels(root / "sst2-sentences")
+    after = load_or_embed(data, progress=False)
+    assert np.array_equal(after.labels, 1 - before.labels)
+    assert after.checksum == load_sst2_sentences(root).checksum() != before.checksum
+
+
+def test_shards_of_changed_weights_are_stale(subset, tmp_path):
+    """A body retrained in place (same folder, other weights) is not read as the one that made the shards."""
+    body = tmp_path / "body"
+    shutil.copytree(packaged_model_path(), body, copy_function=os.symlink)
+    rows, shards = subset.subset(slice(0, 8)), tmp_path / "shards"
+    embed_dataset(rows, str(body), shards, shard_size=4, progress=False)
+    old = load_embeddings(shards, "sst2-sentences", str(body), rows.checksum())
+    weights = load_file(body / "model.safetensors")
+    (body / "model.safetensors").unlink()
+    save_file({name: tensor * 1.5 for name, tensor in weights.items()}, body / "model.safetensors")
+    stale = (
+        rf"^the shards of sst2-sentences in {shards} are stale: they were embedded from other weights of "
+        rf"model '{body}' .*; re-embed with `hpcq embed --dataset sst2-sentences --model {body} --out-dir "
+        rf"{shards}`$"
+    )
+    with pytest.raises(DataError, match=stale):
+        load_embeddings(shards, "sst2-sentences", str(body), rows.checksum())
+    report = embed_dataset(rows, str(body), shards, shard_size=4, progress=False)
+    assert (report.computed, report.reused) == (2, 0)
+    new = load_embeddings(shards, "sst2-sentences", str(body), rows.checksum())
+    assert not np.allclose(new.embeddings, old.embeddings, atol=1e-3)
+
+
+def test_shards_of_another_model_are_refused(subset, shards_copy, tmp_path):
     other = tmp_path / "minilm-finetuned"
     shutil.copytree(packaged_model_path(), other, copy_function=os.symlink)
     with pytest.raises(DataError) as err:
-        load_embeddings(shards_copy, "sst2-sentences", str(other))
+        load_embeddings(shards_copy, "sst2-sentences", str(other), subset.checksum())
     message = str(err.value)
     assert resolve_model("packaged").model_id in message and str(other) in message
     assert f"hpcq embed --dataset sst2-sentences --model {other} --out-dir {shards_copy}" in message
 
 
-def test_missing_shard_and_missing_folder(shards_copy, tmp_path):
+def test_missing_shard_and_missing_folder(subset, shards_copy, tmp_path):
     (shards_copy / NAMES[1]).unlink()
     with pytest.raises(DataError, match=r"incomplete: shard\(s\) \[1\] of 4 are missing.*hpcq embed"):
-        load_embeddings(shards_copy, "sst2-sentences")
+        load_embeddings(shards_copy, "sst2-sentences", "packaged", subset.checksum())
     with pytest.raises(DataError, match="no shards for data set glue/RTE"):
-        load_embeddings(shards_copy, "glue/RTE")
+        load_embeddings(shards_copy, "glue/RTE", "packaged", subset.checksum())
     with pytest.raises(DataError, match="does not exist"):
-        load_embeddings(tmp_path / "nowhere", "sst2-sentences")
+        load_embeddings(tmp_path / "nowhere", "sst2-sentences", "packaged", subset.checksum())
 
 
 def test_pair_task_embeds_both_sentences(tmp_path):
     rte = load_glue("RTE", data_root(), splits=["dev"]).subset(slice(0, 6))
     report = embed_dataset(rte, out_dir=tmp_path, shard_size=4, progress=False)
     assert (report.computed, report.sentences) == (2, 12)
-    table = load_embeddings(tmp_path, "glue/RTE")
+    table = load_embeddings(tmp_path, "glue/RTE", "packaged", rte.checksum())
     assert table.embeddings.shape == table.embeddings_b.shape == (6, 384)
     assert not np.allclose(table.embeddings, table.embeddings_b)
 
@@ -170,7 +227,7 @@ def test_two_ranks_embed_the_same_as_one(subset, embedded, tmp_path):
     for index, name in enumerate(NAMES):
         with h5py.File(out / name) as shard:
             assert shard.attrs["written_by_rank"] == index % 2
-    two = load_embeddings(out, "sst2-sentences", checksum=subset.checksum())
-    one = load_embeddings(embedded[0], "sst2-sentences", checksum=subset.checksum())
+    two = load_embeddings(out, "sst2-sentences", "packaged", subset.checksum())
+    one = load_embeddings(embedded[0], "sst2-sentences", "packaged", subset.checksum())
     np.testing.assert_allclose(two.embeddings, one.embeddings, rtol=0, atol=1e-5)
     assert two.ids.tolist() == one.ids.tolist()

@@ -32,12 +32,27 @@ SMALL = {
 }
 
 
-@pytest.fixture(scope="session")
-def shard_dir(request) -> Path:
+@pytest.fixture(scope="module", autouse=True)
+def subset_root(tmp_path_factory) -> Path:
+    """HPCQ_DATA holding only the 260 sentences, each in its split's file: runs check the shards against the
+    data set they read, so the subset must be that data set."""
+    root = tmp_path_factory.mktemp("data")
+    subset = load_sst2_sentences(data_root()).subset(ROWS)
+    (root / "sst2-sentences").mkdir()
+    for split in ("train", "dev", "test"):
+        rows = [f"{label} {text}\n" for label, text, name in zip(subset.labels, subset.texts, subset.splits)
+                if name == split]
+        (root / "sst2-sentences" / f"stsa.binary.{split}").write_text("".join(rows), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HPCQ_DATA", str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def shard_dir(request, subset_root) -> Path:
     """Shards of the 260 sentences, kept in pytest's cache: `embed_dataset` reuses them when they still match."""
     folder = Path(request.config.cache.mkdir("hpcq-train-head-embeddings"))
-    subset = load_sst2_sentences(data_root()).subset(ROWS)
-    embed_dataset(subset, out_dir=folder, shard_size=128, batch_size=32, progress=False)
+    embed_dataset(load_sst2_sentences(subset_root), out_dir=folder, shard_size=128, batch_size=32, progress=False)
     return folder
 
 

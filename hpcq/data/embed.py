@@ -24,6 +24,7 @@ from hpcq.data.sentence_model import (
     PACKAGED,
     SentenceModelSpec,
     load_sentence_model,
+    body_checksum,
     normalisation,
     resolve_model,
 )
@@ -123,6 +124,7 @@ def _shard_attrs(
     data: TextDataset,
     spec: SentenceModelSpec,
     model: Any,
+    body: str,
     checksum: str,
     index: int,
     count: int,
@@ -132,6 +134,7 @@ def _shard_attrs(
     return {
         "dataset": data.name,
         "model": spec.model_id,
+        "body": body,
         "dimension": model.get_embedding_dimension(),
         "normalisation": normalisation(model),
         "checksum": checksum,
@@ -175,11 +178,14 @@ def embed_dataset(
     spec = resolve_model(model)
     out_dir = Path(out_dir) if out_dir is not None else data_root() / "embeddings"
     checksum = data.checksum()
+    body = body_checksum(spec)
     blocks = shard_rows(len(data), shard_size)
     paths = [shard_path(out_dir, data.name, spec.slug, i, len(blocks)) for i in range(len(blocks))]
     mine = range(world.rank, len(blocks), world.size)
     todo = [
-        i for i in mine if not shard_matches(paths[i], spec.model_id, checksum, i, len(blocks), blocks[i])
+        i
+        for i in mine
+        if not shard_matches(paths[i], spec.model_id, body, checksum, i, len(blocks), blocks[i])
     ]
     load_seconds = encode_seconds = 0.0
     sentences = 0
@@ -195,7 +201,9 @@ def embed_dataset(
                 started = time.perf_counter()
                 arrays = _shard_arrays(encoder, data, blocks[i], batch_size, bar)
                 encode_seconds += time.perf_counter() - started
-                attrs = _shard_attrs(data, spec, encoder, checksum, i, len(blocks), blocks[i], world.rank)
+                attrs = _shard_attrs(
+                    data, spec, encoder, body, checksum, i, len(blocks), blocks[i], world.rank
+                )
                 write_shard(paths[i], arrays, attrs)
         sentences = total
     counts = _sum_over_ranks(

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from hpcq.data.fingerprint import folder_checksum
 from hpcq.errors import DataError, HpcqError
 
 PACKAGED = "packaged"
@@ -72,6 +73,27 @@ def resolve_model(model: str) -> SentenceModelSpec:
             f"model folder, a Hugging Face model name, or '{PACKAGED}'"
         )
     return SentenceModelSpec(model, model, _slug(model), model, local=False)
+
+
+def body_checksum(spec: SentenceModelSpec) -> str:
+    """`folder_checksum` of the files the body loads from (weights, configs, tokenizer): what embedding shards
+    are keyed by, so that a body retrained or replaced under the same name or folder never passes for the old.
+
+    A Hub name is checksummed in its local snapshot, fetched first if the Hub cache lacks it (embedding needs
+    it anyway)."""
+    if spec.local:
+        return folder_checksum(Path(spec.location))
+    from huggingface_hub import snapshot_download
+
+    try:
+        # Falls back to the cached snapshot when offline, as loading the model does.
+        return folder_checksum(Path(snapshot_download(spec.location)))
+    except Exception as err:  # network, auth and missing-repo errors all mean the same to the user
+        raise DataError(
+            f"could not find the files of sentence-transformers model {spec.requested!r} to check its "
+            f"weights ({err}). Save it on the login node with SentenceTransformer({spec.requested!r})"
+            f".save(DIR) and pass DIR, or use '{PACKAGED}'"
+        ) from err
 
 
 def load_sentence_model(spec: SentenceModelSpec, device: str | None = None) -> Any:

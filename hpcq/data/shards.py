@@ -2,10 +2,11 @@
 
 Each shard holds a contiguous block of a data set's rows: datasets `embeddings` (float32 [rows, dim]),
 `embeddings_b` (second sentence of pair tasks), `labels`, `ids`, `split`; attributes `dataset`, `model`,
-`dimension`, `normalisation`, `checksum` (sha256 of the whole source data set, `TextDataset.checksum`),
-`shard_index`, `shard_count`, `row_start`, `row_stop`, `label_names` (JSON), `written_by_rank` and
-`complete`.
-A shard is written to a temporary name and renamed, so a shard that exists is complete.
+`body` (the sentence body's files' checksum, `sentence_model.body_checksum`), `dimension`, `normalisation`,
+`checksum` (sha256 of the whole source data set, `TextDataset.checksum`), `shard_index`, `shard_count`,
+`row_start`, `row_stop`, `label_names` (JSON), `written_by_rank` and `complete`.
+A shard is written to a temporary name and renamed, so a shard that exists is complete. Shards are keyed by
+`checksum` and `body`: readers and `hpcq embed` use only shards whose both match the current data and body.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import h5py
 import numpy as np
 
 from hpcq.atomic import atomic_path
-from hpcq.data.sentence_model import resolve_model
+from hpcq.data.sentence_model import body_checksum, resolve_model
 from hpcq.errors import DataError
 
 SHARD_SUFFIX = ".h5"
@@ -67,13 +68,16 @@ def read_shard_attrs(path: Path) -> dict | None:
     return attrs if attrs.get("complete") else None
 
 
-def shard_matches(path: Path, model_id: str, checksum: str, index: int, count: int, rows: slice) -> bool:
-    """True when `path` is a complete shard of exactly these rows of this data, made by this model."""
+def shard_matches(
+    path: Path, model_id: str, body: str, checksum: str, index: int, count: int, rows: slice
+) -> bool:
+    """True when `path` is a complete shard of exactly these rows of this data, made by this model's body."""
     attrs = read_shard_attrs(path)
     if attrs is None:
         return False
     wanted = {
         "model": model_id,
+        "body": body,
         "checksum": checksum,
         "shard_index": index,
         "shard_count": count,
@@ -112,46 +116,41 @@ def _shards_of(shard_dir: Path, dataset: str) -> dict[Path, dict]:
 
 
 def _complete_set(
-    shards: dict[Path, dict], dataset: str, shard_dir: Path, model: str, checksum: str | None
+    shards: dict[Path, dict], dataset: str, shard_dir: Path, model: str, body: str, checksum: str
 ) -> list[Path]:
-    """One full run of shards 0..M-1 with a single data checksum, in shard order."""
+    """One full run of shards 0..M-1 of this data by this body, in shard order."""
     embed_command = f"`hpcq embed --dataset {dataset} --model {model} --out-dir {shard_dir}`"
-    runs: dict[tuple[str, int], dict[int, Path]] = defaultdict(dict)
-    for path, attrs in shards.items():
-        runs[(attrs["checksum"], int(attrs["shard_count"]))][int(attrs["shard_index"])] = path
-    if checksum is not None:
-        stale = sorted({key[0] for key in runs if key[0] != checksum})
-        runs = {key: run for key, run in runs.items() if key[0] == checksum}
-        if not runs:
+    for key, current, what in (("body", body, f"weights of model {model!r}"), ("checksum", checksum, "data")):
+        fresh = {path: attrs for path, attrs in shards.items() if attrs.get(key) == current}
+        if not fresh:
+            recorded = sorted({str(attrs.get(key)) for attrs in shards.values()})
             raise DataError(
-                f"the shards of {dataset} in {shard_dir} were embedded from other data (checksums {stale}, "
-                f"expected {checksum}); the data changed since, so re-embed with {embed_command}"
+                f"the shards of {dataset} in {shard_dir} are stale: they were embedded from other {what} "
+                f"({key} {recorded}, now {current}); re-embed with {embed_command}"
             )
-    complete = {key: run for key, run in runs.items() if len(run) == key[1]}
+        shards = fresh
+    runs: dict[int, dict[int, Path]] = defaultdict(dict)
+    for path, attrs in shards.items():
+        runs[int(attrs["shard_count"])][int(attrs["shard_index"])] = path
+    complete = [count for count, run in runs.items() if len(run) == count]
     if not complete:
-        (_, count), run = max(runs.items(), key=lambda item: len(item[1]))
+        count, run = max(runs.items(), key=lambda item: len(item[1]))
         missing = sorted(set(range(count)) - set(run))
         raise DataError(
             f"embeddings of {dataset} in {shard_dir} are incomplete: shard(s) {missing} of {count} are "
             f"missing; run {embed_command} (it reuses the shards that exist)"
         )
-    if len({key[0] for key in complete}) > 1:
-        raise DataError(
-            f"{shard_dir} holds complete embeddings of two versions of {dataset} (checksums "
-            f"{sorted({key[0] for key in complete})}); pass the data's checksum or delete the stale shards"
-        )
     # Several shard sizes of the same data hold the same rows; the one with the fewest files reads fastest.
-    key = min(complete, key=lambda k: k[1])
-    return [complete[key][index] for index in range(key[1])]
+    count = min(complete)
+    return [runs[count][index] for index in range(count)]
 
 
-def load_embeddings(
-    shard_dir: Path | str, dataset: str, model: str = "packaged", checksum: str | None = None
-) -> EmbeddingTable:
+def load_embeddings(shard_dir: Path | str, dataset: str, model: str, checksum: str) -> EmbeddingTable:
     """Read every shard of `dataset` embedded by `model` (as `hpcq embed --model` spells it) from `shard_dir`.
 
-    Checks that all shards are present and that they were made by `model` (and, when `checksum` is given, from
-    that exact data), raising DataError with the command that fixes it otherwise.
+    Checks that all shards are present and that they were made by `model`'s current body (`body_checksum`)
+    from the data whose `TextDataset.checksum` is `checksum` (the data as it is now: shards of other data or
+    other weights are stale), raising DataError with the command that fixes it otherwise.
     """
     shard_dir = Path(shard_dir)
     if not shard_dir.is_dir():
@@ -171,7 +170,7 @@ def load_embeddings(
             f"{shard_dir}`"
             + (", or set the config's model to the one that made the shards" if others else "")
         )
-    paths = _complete_set(mine, dataset, shard_dir, model, checksum)
+    paths = _complete_set(mine, dataset, shard_dir, model, body_checksum(spec), checksum)
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
     for path in paths:
         with h5py.File(path, "r") as handle:

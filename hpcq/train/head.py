@@ -21,7 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpcq.data import World, embed_dataset, load_embeddings, mpi_world, paper_split, standard_split
+from hpcq.data import (
+    World,
+    embed_dataset,
+    load_dataset,
+    load_embeddings,
+    mpi_world,
+    paper_split,
+    standard_split,
+)
 from hpcq.data.paths import data_root
 from hpcq.errors import DataError
 from hpcq.models import build_head, trainable_parameter_count
@@ -53,22 +61,28 @@ def embeddings_dir(data: dict) -> Path:
 
 
 def load_or_embed(data: dict, progress: bool = True):
-    """The data set's embedding table; embeds it first (all ranks together) when no complete set of shards by
-    this model exists in `data.embeddings_dir`."""
+    """The data set's embedding table; embeds it first (all ranks together) when no complete set of shards of
+    the data as it is now, by this model's current body, exists in `data.embeddings_dir`."""
     folder = embeddings_dir(data)
     try:
-        return load_embeddings(folder, data["dataset"], data["model"])
+        dataset = load_dataset(data["dataset"])
     except DataError as err:
-        # Missing, incomplete or made by another model: embed with the configured one (which reuses what
-        # matches); if that fails too, both reasons go into the error, so shards of another model are named.
+        raise DataError(f"data.dataset={data['dataset']!r}: the shards in data.embeddings_dir={str(folder)!r} are "
+                        f"checked against the data set as it is now, which could not be read: {err}") from err
+    try:
+        return load_embeddings(folder, data["dataset"], data["model"], dataset.checksum())
+    except DataError as err:
+        # Missing, incomplete, stale (the data or the body changed since) or made by another model: embed
+        # with the configured one (which reuses what matches); if that fails too, both reasons go into the
+        # error, so shards of another model are named.
         why_not_loaded = str(err)
     try:
-        embed_dataset(data["dataset"], data["model"], folder, progress=progress)
+        embed_dataset(dataset, data["model"], folder, progress=progress)
     except DataError as err:
         raise DataError(f"data.dataset={data['dataset']!r}: no usable embeddings by data.model={data['model']!r} "
                         f"in data.embeddings_dir={str(folder)!r} ({why_not_loaded}), and embedding them failed: "
                         f"{err}") from err
-    return load_embeddings(folder, data["dataset"], data["model"])
+    return load_embeddings(folder, data["dataset"], data["model"], dataset.checksum())
 
 
 def load_head_data(config: dict, dtype: torch.dtype, progress: bool = True) -> HeadData:
