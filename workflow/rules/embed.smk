@@ -1,4 +1,8 @@
 # Sentence embeddings into HDF5 shards, once per (data set, model) that the study's head runs read.
+# params.data is the staged data set's content checksum: when its files change, even in place, Snakemake's
+# params trigger re-embeds (and so retrains the runs that read the shards) instead of keeping stale shards.
+
+from hpcq.data.fingerprint import staged_checksum
 
 embedded_from, embed_arguments = prepared_by(EMBEDDINGS_PATTERN)
 
@@ -14,6 +18,7 @@ rule embed:
         model="[^/]+",
     params:
         arguments=embed_arguments,
+        data=lambda wildcards: staged_checksum(wildcards.dataset, DATA_ROOT, DATA_SOURCE),
         shard_size=f"--shard-size {config['embed']['shard_size']}" if config["embed"]["shard_size"] else "",
     threads: job_threads(config["embed"], tasks=config["embed"]["ranks"])
     resources:
