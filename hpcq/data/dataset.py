@@ -96,7 +96,9 @@ def require_rows(path: Path, part: dict) -> dict:
     """`part` (one split file's columns, as the loaders read them), or a DataError when the file held no data
     rows: an empty split would otherwise drop out of the data set (or give empty shards) without a word."""
     if not part["texts"]:
-        raise DataError(f"data file {path} holds no data rows, so split {part['split']!r} would be empty; {RESTAGE}")
+        raise DataError(
+            f"data file {path} holds no data rows, so split {part['split']!r} would be empty; {RESTAGE}"
+        )
     return part
 
 

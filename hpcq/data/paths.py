@@ -13,7 +13,8 @@ from hpcq.errors import DataError
 
 DATA_ENV = "HPCQ_DATA"
 RESTAGE = (
-    f"re-stage its data set with `hpcq stage --source <original data folder>` or set {DATA_ENV} to a complete copy"
+    f"re-stage its data set with `hpcq stage --source <original data folder>` or set {DATA_ENV} to a "
+    "complete copy"
 )
 """The fix for a data file that is missing, empty or otherwise not the one its data set ships."""
 
