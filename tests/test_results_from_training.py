@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from hpcq.cli import app
 from hpcq.train.config import load_config
 from hpcq.train.head import train_head
-from test_train_head import SMALL, shard_dir  # noqa: F401  (the 260-sentence shards fixture)
+# the 260-sentence shards fixture and, autouse, the data root of those sentences that the runs check them against
+from test_train_head import SMALL, shard_dir, subset_root  # noqa: F401
 
 SEEDS = (0, 1)
 QUBITS = (3, 4)
