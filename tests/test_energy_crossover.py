@@ -162,3 +162,11 @@ def test_cli_prints_crossover_and_writes_outputs(tmp_path):
     assert summary["band"][0] <= summary["crossover_qubits"] <= summary["band"][1]
     markdown = (tmp_path / "sensitivity.md").read_text()
     assert "value_for_46" in markdown and "value_for_34" in markdown
+
+
+def test_energy_config_with_a_duplicate_key_is_refused(tmp_path):
+    text = resources.files("hpcq.energy").joinpath(cx.DEFAULT_CONFIG).read_text()
+    path = tmp_path / "energy.yaml"
+    path.write_text(text.replace("qubits: {min: 4, max: 70}", "qubits: {min: 4, max: 70, max: 80}"))
+    with pytest.raises(ConfigError, match="max"):
+        cx.load_config(path)

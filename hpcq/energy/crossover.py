@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from hpcq.energy import model
 from hpcq.errors import ConfigError
+from hpcq.yamlfile import parse_yaml, read_yaml_file
 
 DEFAULT_CONFIG = "crossover_default.yaml"
 SECTIONS = ("gpu", "qpu")
@@ -178,16 +178,13 @@ def parse_config(raw: Mapping, origin: str) -> CrossoverConfig:
 def load_config(path: Path | None = None) -> CrossoverConfig:
     """The crossover config at `path`, or the shipped default."""
     if path is None:
-        text, origin = resources.files("hpcq.energy").joinpath(DEFAULT_CONFIG).read_text(), f"hpcq/energy/{DEFAULT_CONFIG}"
+        origin = f"hpcq/energy/{DEFAULT_CONFIG}"
+        raw = parse_yaml(resources.files("hpcq.energy").joinpath(DEFAULT_CONFIG).read_text(), origin)
     else:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"energy config {path} does not exist; omit --config to use the shipped default")
-        text, origin = path.read_text(), str(path)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"energy config {origin} is not valid YAML: {err}") from err
+        origin, raw = str(path), read_yaml_file(path, "energy config")
     if not isinstance(raw, Mapping):
         raise ConfigError(f"energy config {origin} must be a YAML mapping")
     return parse_config(raw, origin)

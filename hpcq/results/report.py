@@ -102,9 +102,10 @@ def study_sections(aggregated: AggregateResult, out_dir: Path, energy: EnergySec
     kinds = runs["run_kind"].value_counts().to_dict() if len(runs) else {}
     overview = Section("Overview", [
         f"{len(runs)} runs read ({', '.join(f'{k}: {n}' for k, n in kinds.items()) or 'none'}); "
-        f"{len(aggregated.skipped)} file(s) could not be read and were skipped."])
+        f"{len(aggregated.skipped)} file(s) were skipped (unreadable, or a repeat of a run already counted; "
+        "each with its reason below)."])
     if len(aggregated.skipped):
-        overview.tables.append(("Skipped files (delete and rerun them)", aggregated.skipped))
+        overview.tables.append(("Skipped files (unreadable: delete and rerun; repeats: remove the copy)", aggregated.skipped))
     sections = [overview]
     if not screening.selection.empty:
         sections.append(Section("Model selection", [SELECTION_RULE], [("Configs by model kind", screening.selection)]))
