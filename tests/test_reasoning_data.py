@@ -77,6 +77,17 @@ def test_missing_and_unknown_sets_fail_clearly(tmp_path: Path) -> None:
         load_train("gsm8k", root=tmp_path)
 
 
+def test_empty_data_files_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "gsm8k").mkdir()
+    (tmp_path / "gsm8k" / "train.jsonl").write_text("\n")
+    with pytest.raises(DataError, match=r"gsm8k/train\.jsonl holds no records; re-stage .*`hpcq stage"):
+        load_train("gsm8k", root=tmp_path)
+    (tmp_path / "llm-adapters" / "SVAMP").mkdir(parents=True)
+    (tmp_path / "llm-adapters" / "SVAMP" / "test.json").write_text("[]")
+    with pytest.raises(DataError, match=r"SVAMP/test\.json holds no records"):
+        load_eval("SVAMP", root=tmp_path)
+
+
 def test_staged_math_10k_is_read_from_the_training_set_folder(tmp_path: Path) -> None:
     folder = tmp_path / "llm-adapters" / "ft-training_set"
     folder.mkdir(parents=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from hpcq.data.paths import data_file, data_root, dataset_dir
+from hpcq.data.paths import RESTAGE, data_file, data_root, dataset_dir
 from hpcq.errors import ConfigError, DataError
 
 IGNORE_INDEX = -100  # label of a token that is not scored (prompt and padding), as torch's cross_entropy uses
@@ -96,6 +96,14 @@ def gsm8k_example(record: dict[str, Any]) -> Example:
     return Example(record["question"], f"{steps}\nThe answer is {answer}.", answer)
 
 
+def _some(path: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`records`, or a DataError when the file held none: an empty training or test set would otherwise train
+    on nothing or score an empty evaluation."""
+    if not records:
+        raise DataError(f"data file {path} holds no records; {RESTAGE}")
+    return records
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
     with path.open(encoding="utf-8") as handle:
@@ -105,7 +113,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as err:
                     raise DataError(f"{path} line {number} is not JSON ({err}); re-stage the data set") from err
-    return records
+    return _some(path, records)
 
 
 def _read_json(path: Path) -> list[dict[str, Any]]:
@@ -115,7 +123,7 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
         raise DataError(f"{path} is not JSON ({err}); re-stage the data set") from err
     if not isinstance(records, list):
         raise DataError(f"{path} must hold a JSON array of records, not {type(records).__name__}")
-    return records
+    return _some(path, records)
 
 
 def _adapters_example(record: dict[str, Any], path: Path) -> Example:
