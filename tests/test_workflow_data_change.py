@@ -25,9 +25,9 @@ def tiny_sst2(root: Path) -> Path:
     return root
 
 
-def logreg_study(root: Path) -> dict:
-    """Logistic regression on the packaged MiniLM's embeddings of the data in `root` (the files' own splits:
-    the paper protocol needs more sentences), one seed, nothing else."""
+def logreg_study(source: Path, root: Path) -> dict:
+    """Logistic regression on the packaged MiniLM's embeddings of the data staged from `source` into `root`
+    (the files' own splits: the paper protocol needs more sentences), one seed, nothing else."""
     experiment = {
         "name": "baseline",
         "config": str(REPO / "config" / "runs" / "logreg.yaml"),
@@ -35,7 +35,7 @@ def logreg_study(root: Path) -> dict:
         "set": {"data.split": "standard"},
         "grid": {"model.kind": ["logreg"]},
     }
-    data = {"source": None, "root": str(root), "datasets": ["sst2-sentences"]}
+    data = {"source": str(source), "root": str(root), "datasets": ["sst2-sentences"]}
     return {"study": "datachange", "data": data, "classical_heads": [experiment], "report": False}
 
 
@@ -49,8 +49,8 @@ def shard_checksums(shards: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_changed_data_re_embeds_and_retrains(tmp_path: Path) -> None:
-    root = tiny_sst2(tmp_path / "data")
-    study = write_study(tmp_path, logreg_study(root))
+    source, root = tiny_sst2(tmp_path / "source"), tmp_path / "data"
+    study = write_study(tmp_path, logreg_study(source, root))
     runs = tmp_path / "results" / "datachange" / "runs" / "classical_heads"
     run = runs / "baseline" / "kind-logreg_seed-0.h5"
     shards = root / "embeddings" / "sst2-sentences" / "packaged"
@@ -61,11 +61,12 @@ def test_changed_data_re_embeds_and_retrains(tmp_path: Path) -> None:
     assert shard_checksums(shards) == {load_sst2_sentences(root).checksum()}
     trained = run.stat().st_mtime_ns
 
+    # Staging copied the files byte for byte: their checksum is the one the embed rule ran with.
     unchanged = snakemake(tmp_path, target, "--cores", "1", "--configfile", str(study), "--dry-run")
     assert unchanged.returncode == 0, unchanged.stderr[-4000:]
     assert "Nothing to be done" in unchanged.stdout + unchanged.stderr, unchanged.stderr[-4000:]
 
-    # Every label flipped, in place: the folder's time does not change, only the file's bytes.
+    # Every test label of the staged copy flipped, in place: the folder's time does not change, only the bytes.
     test_file = root / "sst2-sentences" / "stsa.binary.test"
     lines = test_file.read_text(encoding="utf-8").splitlines()
     test_file.write_text("".join(f"{1 - int(line[0])}{line[1:]}\n" for line in lines), encoding="utf-8")
