@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import h5py
+from huggingface_hub import constants as hub_constants
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
@@ -161,6 +162,42 @@ def test_shards_of_changed_weights_are_stale(subset, tmp_path):
     assert (report.computed, report.reused) == (2, 0)
     new = load_embeddings(shards, "sst2-sentences", str(body), rows.checksum())
     assert not np.allclose(new.embeddings, old.embeddings, atol=1e-3)
+
+
+def hub_snapshot(cache: Path, repo: str, commit: str) -> None:
+    """A Hugging Face cache entry of Hub model `repo` at `commit` (made `main`) with the packaged files."""
+    entry = cache / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(packaged_model_path(), entry / "snapshots" / commit, copy_function=os.symlink)
+    (entry / "refs").mkdir(exist_ok=True)
+    (entry / "refs" / "main").write_text(commit)
+
+
+def test_hub_model_shards_are_keyed_by_the_snapshot_commit(tmp_path, monkeypatch):
+    """A Hub name's weights change with its revision: shards record the cached snapshot's commit, and a newer
+    revision in the cache makes them stale. Offline, from a Hugging Face cache built here."""
+    root, cache, shards, repo = sst2_root(tmp_path / "data", rows=4), tmp_path / "hub", tmp_path / "out", "t/m"
+    hub_snapshot(cache, repo, "1" * 40)
+    env = {**os.environ, "HPCQ_DATA": str(root), "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+
+    def embed() -> dict:
+        command = [sys.executable, "-m", "hpcq", "embed", "--model", repo, "--out-dir", str(shards), "--json"]
+        run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return json.loads(run.stdout)
+
+    assert (embed()["computed"], embed()["reused"]) == (1, 1)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    checksum = load_sst2_sentences(root).checksum()
+    assert len(load_embeddings(shards, "sst2-sentences", repo, checksum)) == 12
+    hub_snapshot(cache, repo, "2" * 40)  # a newer revision fetched since
+    stale = rf"embedded from other weights of model '{repo}' \(body \['commit:1{{40}}'\], now commit:2"
+    with pytest.raises(DataError, match=stale):
+        load_embeddings(shards, "sst2-sentences", repo, checksum)
+    assert embed()["computed"] == 1
+    assert len(load_embeddings(shards, "sst2-sentences", repo, checksum)) == 12
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(DataError, match=rf"model '{repo}' is not in the Hugging Face cache here.*hpcq embed"):
+        load_embeddings(shards, "sst2-sentences", repo, checksum)
 
 
 def test_shards_of_another_model_are_refused(subset, shards_copy, tmp_path):

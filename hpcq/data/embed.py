@@ -178,14 +178,15 @@ def embed_dataset(
     spec = resolve_model(model)
     out_dir = Path(out_dir) if out_dir is not None else data_root() / "embeddings"
     checksum = data.checksum()
-    body = body_checksum(spec)
+    body = body_checksum(spec)  # None: a Hub model not fetched yet, so no shard can be of its weights
     blocks = shard_rows(len(data), shard_size)
     paths = [shard_path(out_dir, data.name, spec.slug, i, len(blocks)) for i in range(len(blocks))]
     mine = range(world.rank, len(blocks), world.size)
     todo = [
         i
         for i in mine
-        if not shard_matches(paths[i], spec.model_id, body, checksum, i, len(blocks), blocks[i])
+        if body is None
+        or not shard_matches(paths[i], spec.model_id, body, checksum, i, len(blocks), blocks[i])
     ]
     load_seconds = encode_seconds = 0.0
     sentences = 0
@@ -193,6 +194,7 @@ def embed_dataset(
         started = time.perf_counter()
         encoder = load_sentence_model(spec, device)
         load_seconds = time.perf_counter() - started
+        body = body or body_checksum(spec)  # loading fetched a Hub model into the cache
         per_row = 2 if data.is_pair else 1
         total = per_row * sum(blocks[i].stop - blocks[i].start for i in todo)
         label = f"embed {data.name}" + (f" (rank 0 of {world.size})" if world.size > 1 else "")

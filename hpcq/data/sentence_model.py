@@ -75,25 +75,20 @@ def resolve_model(model: str) -> SentenceModelSpec:
     return SentenceModelSpec(model, model, _slug(model), model, local=False)
 
 
-def body_checksum(spec: SentenceModelSpec) -> str:
-    """`folder_checksum` of the files the body loads from (weights, configs, tokenizer): what embedding shards
-    are keyed by, so that a body retrained or replaced under the same name or folder never passes for the old.
-
-    A Hub name is checksummed in its local snapshot, fetched first if the Hub cache lacks it (embedding needs
-    it anyway)."""
+def body_checksum(spec: SentenceModelSpec) -> str | None:
+    """What embedding shards are keyed by, so that a body retrained or replaced under the same name or folder
+    never passes for the old one: for a local folder, `folder_checksum` of its files (weights, configs,
+    tokenizer); for a Hub name, the commit of its snapshot in the local Hugging Face cache (a Hub revision is
+    immutable, whichever of its files were fetched), or None while the cache lacks it."""
     if spec.local:
         return folder_checksum(Path(spec.location))
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        # Falls back to the cached snapshot when offline, as loading the model does.
-        return folder_checksum(Path(snapshot_download(spec.location)))
-    except Exception as err:  # network, auth and missing-repo errors all mean the same to the user
-        raise DataError(
-            f"could not find the files of sentence-transformers model {spec.requested!r} to check its "
-            f"weights ({err}). Save it on the login node with SentenceTransformer({spec.requested!r})"
-            f".save(DIR) and pass DIR, or use '{PACKAGED}'"
-        ) from err
+        return "commit:" + Path(snapshot_download(spec.location, local_files_only=True)).name
+    except LocalEntryNotFoundError:
+        return None
 
 
 def load_sentence_model(spec: SentenceModelSpec, device: str | None = None) -> Any:
