@@ -1,8 +1,8 @@
 """Content checksums of folders: what cached shards are keyed by besides their rows.
 
-A sentence body's checksum goes into every embedding shard, so that shards of changed weights are never read
-as the current body's; a staged data set's checksum is a workflow parameter, so that Snakemake re-makes the
-shards of a data set whose files changed (file times alone miss an in-place edit).
+A local sentence body's checksum goes into every embedding shard, so that shards of changed weights are never
+read as the current body's; a staged data set's checksum is a workflow parameter, so that Snakemake re-makes
+the shards of a data set whose files changed (file times alone miss an in-place edit).
 """
 
 from __future__ import annotations

@@ -174,8 +174,8 @@ def load_embeddings(shard_dir: Path | str, dataset: str, model: str, checksum: s
     if body is None:
         raise DataError(
             f"model {model!r} is not in the Hugging Face cache here, so the shards of {dataset} in "
-            f"{shard_dir} cannot be checked against its weights; run `hpcq embed --dataset {dataset} --model {model} "
-            f"--out-dir {shard_dir}` (it fetches the model and reuses the shards that match)"
+            f"{shard_dir} cannot be checked against its weights; run `hpcq embed --dataset {dataset} "
+            f"--model {model} --out-dir {shard_dir}` (it fetches the model and reuses the shards that match)"
         )
     paths = _complete_set(mine, dataset, shard_dir, model, body, checksum)
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
