@@ -22,6 +22,7 @@ from hpcq.results import read_run
 from hpcq.train.checkpoint import checkpoint_path, load_checkpoint
 from hpcq.train.config import load_config
 from hpcq.train.head import train_head
+from hpcq.train.loop import TrainState
 
 ROWS = np.arange(0, 9613, 37)[:260]  # 116 negative, 144 positive; spread over train, dev and test files
 SMALL = {
@@ -129,7 +130,7 @@ def test_killed_run_resumes_to_the_same_result(shard_dir, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not out.exists(), "the run finished before it could be killed; the test needs longer epochs"
-    killed_at = load_checkpoint(checkpoint_path(out))["state"].epoch
+    killed_at = load_checkpoint(checkpoint_path(out), types=[TrainState])["state"].epoch
     assert 1 <= killed_at < 10
 
     subprocess.run(hpcq_command("train", "--config", str(config_file), "--out", str(out), "--resume"), check=True,
@@ -234,3 +235,87 @@ def test_weights_in_the_result_reproduce_the_test_accuracy(shard_dir, tmp_path):
     with torch.no_grad():
         accuracy = (head(data.test.x).argmax(1) == data.test.y).float().mean().item()
     assert accuracy == pytest.approx(run.final["test_accuracy"])
+
+
+def hpcq_run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(hpcq_command(*args), capture_output=True, text=True, timeout=600)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The CLI's error: exit status 2, no traceback, one `hpcq: error:` line last (after any progress bars)."""
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("hpcq: error: "), result.stderr
+    return last
+
+
+class _OpensAFile:
+    """Unpickled, this becomes `open(marker, "w")`: the file's existence proves the checkpoint ran code."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_a_crafted_checkpoint_is_refused_unrun_under_resume(shard_dir, tmp_path):
+    """Issue 13 finding 2: a planted OUT.h5.ckpt next to a result, read by `--resume` (every workflow job)."""
+    config_file = write_config(tmp_path, shard_dir, model={"kind": "mlp"})
+    out, marker = tmp_path / "run.h5", tmp_path / "payload-ran"
+    torch.save({"config": load_config(config_file), "state": _OpensAFile(marker)}, checkpoint_path(out))
+
+    line = one_line_error(hpcq_run("train", "--config", str(config_file), "--out", str(out), "--resume"))
+    assert f"checkpoint {checkpoint_path(out)}" in line and "GLOBAL io.open" in line and "not loaded" in line
+    assert not marker.exists() and not out.exists()
+
+
+def test_checkpoints_hold_only_what_the_restricted_loader_accepts(shard_dir, tmp_path):
+    """What the head loop saves (model, AdamW state, curves, torch/numpy/python RNG states) loads under
+    `weights_only`, and its RNG states continue every generator exactly where the run left them."""
+    import random
+
+    from hpcq.data import World
+    from hpcq.train.loop import Split, fit, set_rng_state
+
+    config = load_config(write_config(tmp_path, shard_dir, model={"kind": "mlp"}, train={"epochs": 1}))
+    data = Split(torch.randn(20, 384), torch.randint(0, 2, (20,)))
+    fit(build_head(config["model"], 384, 2), data, data, config, World(0, 1), tmp_path / "run.h5.ckpt",
+        resume=False, progress=False)
+    draws = lambda: (torch.rand(1).item(), np.random.random(), random.random())  # noqa: E731
+    expected = draws()
+    saved = load_checkpoint(tmp_path / "run.h5.ckpt", types=[TrainState])
+    assert saved["state"].epoch == 1 and saved["optimizer"]["state"]
+    set_rng_state(saved["rng"][0])
+    assert draws() == expected
+
+
+def test_a_diverged_run_stops_with_the_epoch_and_the_rate_and_writes_no_result(shard_dir, tmp_path):
+    """Issue 13 finding 3: model.kind=mlp, train.lr=1e30 trained on NaN losses and saved its accuracy."""
+    config_file = write_config(tmp_path, shard_dir, model={"kind": "mlp"}, train={"lr": 1e30})
+    out = tmp_path / "run.h5"
+    line = one_line_error(hpcq_run("train", "--config", str(config_file), "--out", str(out)))
+    assert "diverged" in line and "train.lr=1e+30" in line and "at epoch 1, step " in line
+    assert not out.exists()
+
+
+def _file_size_limit(limit: int):
+    """For preexec_fn: the child can write no file past `limit` bytes, as on a disk that fills up (Python
+    ignores SIGXFSZ, so the write fails with EFBIG instead of killing the process)."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.parametrize("kind, limit, written", [("mlp", 64 * 1024, "checkpoint"), ("logreg", 4 * 1024, "run file")])
+def test_a_disk_that_fills_up_is_one_line_and_leaves_no_temporary_file(kind, limit, written, shard_dir, tmp_path):
+    """Issue 13 finding 5: a full disk at the checkpoint (mlp) or result (logreg, no checkpoint) write was a raw
+    traceback, and for the result a crash of HDF5 at exit."""
+    config_file = write_config(tmp_path, shard_dir, model={"kind": kind}, train={"epochs": 1})
+    out = tmp_path / "results" / "run.h5"
+    done = subprocess.run(hpcq_command("train", "--config", str(config_file), "--out", str(out)),
+                          capture_output=True, text=True, timeout=600, preexec_fn=_file_size_limit(limit))
+    line = one_line_error(done)
+    target = checkpoint_path(out) if written == "checkpoint" else out
+    assert f"could not write {written} {target}" in line and "disk or quota may be full" in line
+    assert not list(out.parent.iterdir())

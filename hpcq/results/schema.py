@@ -18,6 +18,7 @@ entirely in attributes of the `final` group; None is stored as an empty attribut
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import uuid
@@ -31,8 +32,8 @@ import h5py
 import numpy as np
 
 import hpcq
-from hpcq.atomic import atomic_path
 from hpcq.errors import ConfigError, DataError
+from hpcq.outputs import writing
 from hpcq.results.env import collect_env
 
 SCHEMA_VERSION = 1
@@ -137,7 +138,8 @@ def write_run(
     """Write one run file atomically and return its path.
 
     The file is written under a temporary name in the same directory and renamed over `path` only when
-    complete, so a file that exists at `path` is whole; the temporary file is removed on failure.
+    complete, so a file that exists at `path` is whole; the temporary file is removed on failure, and a
+    failed write (a full disk) is a one-line HpcqError.
     The `env/` group is collected here (host, devices, versions, MPI and Slurm context).
     """
     if not kind or not isinstance(kind, str):
@@ -146,7 +148,10 @@ def write_run(
     if clash:
         raise ConfigError(f"extra groups {sorted(clash)} clash with the standard groups; rename them")
     config_json = config_to_json(config)
-    with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as handle:
+    # Built in memory, then written in one plain write: HDF5 that meets a full disk itself leaves its handles
+    # broken (tracebacks from every object's destructor, then a crash at exit) instead of one clean OSError.
+    image = io.BytesIO()
+    with h5py.File(image, "w") as handle:
         handle.attrs.create("hpcq_version", hpcq.__version__, dtype=_STR)
         handle.attrs["schema_version"] = SCHEMA_VERSION
         handle.attrs.create("run_id", run_id or uuid.uuid4().hex, dtype=_STR)
@@ -157,6 +162,8 @@ def write_run(
         groups = {"metrics": metrics, "final": final, "timing": timing, "energy": energy, "env": collect_env()}
         for name, content in {**groups, **(extra or {})}.items():
             _write_mapping(handle.create_group(name), content or {})
+    with writing(Path(path), "run file") as tmp:
+        tmp.write_bytes(image.getbuffer())
     return Path(path)
 
 

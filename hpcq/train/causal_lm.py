@@ -66,7 +66,7 @@ from hpcq.train.distributed import (
     unwrap,
     wrap_model,
 )
-from hpcq.train.loop import rng_state, set_rng_state
+from hpcq.train.loop import check_finite_loss, rng_state, set_rng_state
 
 #: QuanTA axes of the official scripts by hidden width: 16-8-8-4 on q_proj/v_proj of LLaMA-7B, LLaMA-2-7B and
 #: LLaMA-3-8B (the only width they publish).
@@ -348,10 +348,10 @@ def save_weights(path: Path, model_state: dict[str, torch.Tensor], config: dict)
     """The trainable weights (and QuanTA's θ0) as safetensors, keyed by name in the adapted model; bytes."""
     from safetensors.torch import save_file
 
-    from hpcq.atomic import atomic_path
+    from hpcq.outputs import writing
 
     tensors = {key: value.detach().contiguous() for key, value in model_state.items()}
-    with atomic_path(path) as tmp:
+    with writing(path, "trained weights") as tmp:
         save_file(tensors, tmp, metadata={"format": "hpcq-causal-lm/1", "method": config["method"],
                                           "model": config["model"]["name"]})
     return path.stat().st_size
@@ -412,7 +412,9 @@ def _run(config: dict, out: Path, resume: bool, progress: bool, stop_after: int 
     taken = 0
     bar = tqdm(total=steps, initial=state["step"], desc=f"{config['method']} causal_lm", unit="step",
                disable=not progress or not ctx.is_main)
-    with EnergyMeter(config["energy"]["method"], sync=lambda: synchronize(ctx.device)) as meter, StopRequest() as stop:
+    # `with bar`: the bar closes before an error (a diverged loss) is printed
+    with bar, EnergyMeter(config["energy"]["method"], sync=lambda: synchronize(ctx.device)) as meter, \
+            StopRequest() as stop:
         model.train()
         while state["step"] < steps:
             synchronize(ctx.device)
@@ -420,6 +422,8 @@ def _run(config: dict, out: Path, resume: bool, progress: bool, stop_after: int 
             step_started = time.perf_counter()
             batch = batch_rows(len(rows), train["batch_size"], state["step"], config["seed"])
             loss, n_tokens = train_step(model, rows, batch, ctx, strategy, config, pad_id)
+            # the loss is summed over ranks, so every rank stops at the same step
+            check_finite_loss(loss, f"step {state['step'] + 1} of {steps}", f"train.lr={train['lr']:g}")
             if train["max_grad_norm"] is not None:
                 torch.nn.utils.clip_grad_norm_(trainable, train["max_grad_norm"])
             metrics["step_lr"].append(scheduler.get_last_lr()[0])
@@ -442,7 +446,6 @@ def _run(config: dict, out: Path, resume: bool, progress: bool, stop_after: int 
             if halt or state["step"] % train["checkpoint_every"] == 0 or state["step"] == steps:
                 write_checkpoint(ckpt, config, model, optimizer, scheduler, state, ctx)
             if halt and state["step"] < steps:
-                bar.close()
                 if signalled:
                     raise HpcqError(f"stopped by a signal after step {state['step']} of {steps}; the checkpoint "
                                     f"{ckpt} holds the run so far: rerun with --resume to continue")

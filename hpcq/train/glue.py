@@ -36,7 +36,7 @@ from hpcq.data.splits import subset_rows
 from hpcq.data.tokens import TokenShard, read_token_shard, tokenize_glue
 from hpcq.errors import ConfigError
 from hpcq.train.checkpoint import checkpoint_path, load_run_checkpoint, save_checkpoint
-from hpcq.train.loop import rng_state, set_rng_state
+from hpcq.train.loop import check_finite_loss, rng_state, set_rng_state
 
 #: task → its GLUE metrics, the main one first (F1 for MRPC and Pearson for STS-B, as the leaderboard lists them)
 TASK_METRICS = {
@@ -225,6 +225,14 @@ def learning_rate(config: dict) -> float:
     return config["train"]["lr_by_method"].get(config["method"], config["train"]["lr"])
 
 
+def _lr_settings(config: dict) -> str:
+    """The rates this run trains with, named as its config names them."""
+    train = config["train"]
+    key = f"train.lr_by_method.{config['method']}" if config["method"] in train["lr_by_method"] else "train.lr"
+    head = "" if train["head_lr"] is None else f", train.head_lr={train['head_lr']:g}"
+    return f"{key}={learning_rate(config):g}{head}"
+
+
 def adamw_with_head_rate(model: torch.nn.Module, head_modules: Sequence[str], head_lr: float, body_lr: float,
                          weight_decay: float) -> torch.optim.Optimizer:
     """AdamW over the trainable tensors: those inside `head_modules` at `head_lr`, the rest at `body_lr`. A
@@ -302,6 +310,7 @@ def _train_epoch(model, optimizer, scheduler, shard: TokenShard, config: dict, e
         metrics["step_s"].append(time.perf_counter() - started)
         metrics["step_peak_bytes"].append(memory.read())
         losses.append(loss.item())
+        check_finite_loss(losses[-1], f"epoch {epoch + 1}, step {len(losses)}", _lr_settings(config))
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     metrics["step_loss"] += losses
@@ -351,7 +360,8 @@ def train_glue(config: dict, out: str | Path, resume: bool = False, progress: bo
     test_seconds = 0.0
     bar = tqdm(total=steps_per_epoch * train["epochs"], initial=steps_per_epoch * state["epoch"],
                desc=f"{config['method']} {task}", unit="step", disable=not progress)
-    with EnergyMeter(config["energy"]["method"], sync=lambda: synchronize(device)) as meter:
+    # the bar closes before an error (a diverged loss) is printed
+    with bar, EnergyMeter(config["energy"]["method"], sync=lambda: synchronize(device)) as meter:
         while state["epoch"] < train["epochs"]:
             epoch_started = time.perf_counter()
             state["metrics"]["train_loss"].append(
@@ -367,7 +377,6 @@ def train_glue(config: dict, out: str | Path, resume: bool = False, progress: bo
             save_checkpoint(ckpt, {"config": config, "state": state, "model": _saved_state(model),
                                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                    "rng": rng_state()})
-    bar.close()
 
     metrics = state["metrics"]
     final_scores = {f"test_{name}": metrics[f"test_{name}"][-1] for name in metric_names}

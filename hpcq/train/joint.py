@@ -160,28 +160,28 @@ def fit_joint(model: nn.Module, optimizer: torch.optim.Optimizer, data: JointDat
     validation accuracy; a checkpoint after each. The state keeps the selected model's `selected_state`."""
     t = config["train"]
     state = (_resume(checkpoint_file, model, optimizer, config, world) if resume else None) or TrainState()
-    bar = tqdm(total=t["epochs"], initial=state.epoch, desc=f"joint {config['method']}", unit="epoch",
-               disable=not progress or world.rank != 0)
-    while not state.stopped_early and state.epoch < t["epochs"]:
-        started = time.perf_counter()
-        train_scores = train_epoch(model, optimizer, data.train, state.epoch, config["seed"], t["batch_size"], world,
-                                   state)
-        val_loss, val_accuracy = evaluate(model, data.validation, world, t["eval_batch_size"])
-        state.epoch += 1
-        for name, value in zip(state.curves, (*train_scores, val_loss, val_accuracy)):
-            state.curves[name].append(value)
-        if _improved(state, val_loss, val_accuracy):
-            state.best_accuracy, state.best_loss, state.best_epoch = val_accuracy, val_loss, state.epoch
-            state.best_model = selected_state(model)
-            state.epochs_without_improvement = 0
-        else:
-            state.epochs_without_improvement += 1
-            state.stopped_early = state.epochs_without_improvement >= t["patience"]
-        state.epoch_seconds.append(broadcast(time.perf_counter() - started, world))
-        _checkpoint(checkpoint_file, model, optimizer, state, config, world)
-        bar.update(1)
-        bar.set_postfix(loss=f"{train_scores[0]:.3f}", val_acc=f"{val_accuracy:.3f}", best=f"{state.best_accuracy:.3f}")
-    bar.close()
+    with tqdm(total=t["epochs"], initial=state.epoch, desc=f"joint {config['method']}", unit="epoch",
+              disable=not progress or world.rank != 0) as bar:  # closed before an error is printed
+        while not state.stopped_early and state.epoch < t["epochs"]:
+            started = time.perf_counter()
+            train_scores = train_epoch(model, optimizer, data.train, state.epoch, config["seed"], t["batch_size"],
+                                       world, state)
+            val_loss, val_accuracy = evaluate(model, data.validation, world, t["eval_batch_size"])
+            state.epoch += 1
+            for name, value in zip(state.curves, (*train_scores, val_loss, val_accuracy)):
+                state.curves[name].append(value)
+            if _improved(state, val_loss, val_accuracy):
+                state.best_accuracy, state.best_loss, state.best_epoch = val_accuracy, val_loss, state.epoch
+                state.best_model = selected_state(model)
+                state.epochs_without_improvement = 0
+            else:
+                state.epochs_without_improvement += 1
+                state.stopped_early = state.epochs_without_improvement >= t["patience"]
+            state.epoch_seconds.append(broadcast(time.perf_counter() - started, world))
+            _checkpoint(checkpoint_file, model, optimizer, state, config, world)
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_scores[0]:.3f}", val_acc=f"{val_accuracy:.3f}",
+                            best=f"{state.best_accuracy:.3f}")
     return state
 
 

@@ -9,6 +9,7 @@ any moment and resumed from its last checkpoint therefore ends exactly as an unb
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import time
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from hpcq.data.ranks import World, partition
-from hpcq.errors import ConfigError
+from hpcq.errors import ConfigError, HpcqError
 from hpcq.train.checkpoint import load_run_checkpoint, save_checkpoint
 from hpcq.train.dataparallel import allreduce_gradients, allreduce_sum, barrier, broadcast, gather_to_root
 
@@ -56,13 +57,30 @@ class TrainState:
 
 
 def rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The global RNG states as tensors and plain values, so a checkpoint loads with `weights_only` (numpy's
+    key array becomes a list of ints)."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": (name, keys.tolist(), position, has_gauss, cached_gaussian),
+            "python": random.getstate()}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
     random.setstate(state["python"])
+
+
+class TrainingDiverged(HpcqError):
+    """The loss became NaN or infinite: the run stops before a meaningless result is written."""
+
+
+def check_finite_loss(loss: float, where: str, settings: str) -> None:
+    """Stop a diverged run. A NaN loss would otherwise train on and its result be saved (and aggregated) like
+    any other; `where` names the epoch and step, `settings` the config values to check."""
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"the training loss is {loss} at {where}: the run diverged; check {settings} "
+                               "(a smaller train.lr usually fixes it); no result was written")
 
 
 @torch.no_grad()
@@ -100,10 +118,19 @@ def train_epoch(model, optimizer, train: Split, epoch: int, seed: int, batch_siz
         allreduce_gradients(model.parameters(), world)
         optimizer.step()
         batch_loss, batch_correct = allreduce_sum([loss_sum.item(), correct], world)
+        # every rank sees the same reduced loss, so all ranks stop together
+        check_finite_loss(batch_loss, f"epoch {epoch + 1}, step {start // batch_size + 1}", _lr_settings(optimizer))
         state.step_loss.append(batch_loss / len(batch))
         loss_total += batch_loss
         correct_total += batch_correct
     return loss_total / len(train), correct_total / len(train)
+
+
+def _lr_settings(optimizer: torch.optim.Optimizer) -> str:
+    """The learning rates in use, named as the run config names them: task head has one parameter group, task
+    joint's head group (train.lr) comes before its body group (train.body_lr), which a frozen body lacks."""
+    names = ("train.lr", "train.body_lr")
+    return ", ".join(f"{name}={group['lr']:g}" for name, group in zip(names, optimizer.param_groups))
 
 
 def _improved(state: TrainState, val_loss: float, val_accuracy: float) -> bool:
@@ -120,7 +147,7 @@ def _checkpoint(path: Path, model, optimizer, state: TrainState, config: dict, w
 
 
 def _resume(path: Path, model, optimizer, config: dict, world: World) -> TrainState | None:
-    saved = load_run_checkpoint(path, config)
+    saved = load_run_checkpoint(path, config, types=[TrainState])
     if saved is None:
         return None
     if saved["ranks"] != world.size:
@@ -140,31 +167,31 @@ def fit(model: torch.nn.Module, train: Split, validation: Split, config: dict, w
                                   weight_decay=t["weight_decay"])
     state = (_resume(checkpoint_file, model, optimizer, config, world) if resume else None) or TrainState()
     finished = state.stopped_early or state.epoch >= t["epochs"]
-    bar = tqdm(total=t["epochs"], initial=state.epoch, desc="train", unit="epoch",
-               disable=not progress or world.rank != 0)
-    while not finished:
-        started = time.perf_counter()
-        train_loss, train_accuracy = train_epoch(model, optimizer, train, state.epoch, config["seed"],
-                                                 t["batch_size"], world, state)
-        val_loss, val_accuracy = evaluate(model, validation, world, t["eval_batch_size"])
-        state.epoch += 1
-        for name, value in (("train_loss", train_loss), ("train_accuracy", train_accuracy),
-                            ("val_loss", val_loss), ("val_accuracy", val_accuracy)):
-            state.curves[name].append(value)
-        if _improved(state, val_loss, val_accuracy):
-            state.best_accuracy, state.best_loss, state.best_epoch = val_accuracy, val_loss, state.epoch
-            state.best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            state.epochs_without_improvement = 0
-        else:
-            state.epochs_without_improvement += 1
-        state.stopped_early = state.epochs_without_improvement >= t["patience"]
-        finished = state.stopped_early or state.epoch >= t["epochs"]
-        state.epoch_seconds.append(broadcast(time.perf_counter() - started, world))
-        _checkpoint(checkpoint_file, model, optimizer, state, config, world)
-        bar.update(1)
-        bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_accuracy:.3f}", best=f"{state.best_accuracy:.3f}")
-    shown = not bar.disable
-    bar.close()
+    with tqdm(total=t["epochs"], initial=state.epoch, desc="train", unit="epoch",
+              disable=not progress or world.rank != 0) as bar:  # closed before an error is printed
+        while not finished:
+            started = time.perf_counter()
+            train_loss, train_accuracy = train_epoch(model, optimizer, train, state.epoch, config["seed"],
+                                                     t["batch_size"], world, state)
+            val_loss, val_accuracy = evaluate(model, validation, world, t["eval_batch_size"])
+            state.epoch += 1
+            for name, value in (("train_loss", train_loss), ("train_accuracy", train_accuracy),
+                                ("val_loss", val_loss), ("val_accuracy", val_accuracy)):
+                state.curves[name].append(value)
+            if _improved(state, val_loss, val_accuracy):
+                state.best_accuracy, state.best_loss, state.best_epoch = val_accuracy, val_loss, state.epoch
+                state.best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                state.epochs_without_improvement = 0
+            else:
+                state.epochs_without_improvement += 1
+            state.stopped_early = state.epochs_without_improvement >= t["patience"]
+            finished = state.stopped_early or state.epoch >= t["epochs"]
+            state.epoch_seconds.append(broadcast(time.perf_counter() - started, world))
+            _checkpoint(checkpoint_file, model, optimizer, state, config, world)
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_accuracy:.3f}",
+                            best=f"{state.best_accuracy:.3f}")
+        shown = not bar.disable
     if state.stopped_early and shown:  # say why the bar ended short of train.epochs
         tqdm.write(f"stopped early after epoch {state.epoch}: no better validation accuracy for {t['patience']} "
                    f"epochs (train.patience); keeping epoch {state.best_epoch} (val_acc {state.best_accuracy:.3f})",
