@@ -110,7 +110,9 @@ def bench_scale(
     """Time per gate pass, GB/s against the node's measured copy bandwidth, communication, strong and weak
     scaling of one state vector over MPI ranks; starts itself under mpiexec when --ranks asks for more."""
     from hpcq.bench.scale import ScaleSpec, bench_scale as run_bench, parse_qubits, parse_ranks
+    from hpcq.outputs import check_output_file
 
+    check_output_file(out, "--out")  # before mpiexec starts and the timings run
     spec = ScaleSpec(parse_qubits(qubits), parse_ranks(ranks), backend, layers, connectivity, reuploads, dtype,
                      _usable_device(device), threads, min_seconds, fused_qubits, kernel)
     code = run_bench(spec, out, as_json)
@@ -136,7 +138,9 @@ def bench_adapters(
     """QuanTA vs LoRA at a matched parameter count vs full fine-tuning vs a frozen body: test metric, train step
     time (interleaved, medians), memory, and merged inference against the base model."""
     from hpcq.bench.adapters import METHODS, AdapterBenchSpec, run_adapter_bench
+    from hpcq.outputs import check_output_folder
 
+    check_output_folder(out, "--out")
     spec = AdapterBenchSpec(config=str(config), tasks=tuple(task or ("SST-2", "MRPC")),
                             methods=tuple(method or METHODS), train_subset=train_subset or None, epochs=epochs,
                             repeats=repeats, inference_repeats=inference_repeats, inference_rows=inference_rows,
@@ -161,6 +165,7 @@ def embed(
     """Embed a data set into HDF5 shards with a frozen sentence transformer; under mpiexec each rank embeds its
     shards. Shards already made by the same model from the same data are reused."""
     from hpcq.data.embed import embed_dataset
+    from hpcq.outputs import check_output_folder
 
     if out_dir is not None:
         check_output_folder(out_dir, "--out-dir")  # before the model loads and the sentences are embedded
@@ -229,12 +234,14 @@ def train(
     config: Annotated[Path, typer.Option("--config", help="Run config YAML (its `task:` picks the trainer).")],
     out: Annotated[Path, typer.Option("--out", help="The run's HDF5 result file.")],
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="key.path=value override (repeatable).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.ckpt when it exists.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.ckpt when it exists; keep OUT when "
+                                                          "it already holds this config's result.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT when it already exists.")] = False,
 ) -> None:
     """Train one run (head, glue, joint or causal_lm) and write its HDF5 result; under mpiexec, srun or torchrun the ranks share the work."""
     from hpcq.train.run import train_from_config
 
-    written = train_from_config(config, overrides or [], out, resume)
+    written = train_from_config(config, overrides or [], out, resume, overwrite)
     if written is not None:
         print(f"wrote {written}")
 
@@ -250,7 +257,10 @@ def tokenize(
 ) -> None:
     """Tokenize GLUE splits into HDF5 token shards; complete shards of the same data and tokenizer are reused."""
     from hpcq.data.tokens import tokenize_glue
+    from hpcq.outputs import check_output_folder
 
+    if out_dir is not None:
+        check_output_folder(out_dir, "--out-dir")
     for name, path in tokenize_glue(task, model, out_dir, max_length, split or ("train", "dev")).items():
         print(f"{name}: {path}")
 

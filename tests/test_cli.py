@@ -56,3 +56,22 @@ def test_device_cuda_without_a_usable_gpu_is_one_line_naming_the_option(tmp_path
         assert done.stderr.strip().startswith("hpcq: error: --device cuda: ") and "use --device cpu" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.rglob("*.h5"))
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path):
+    """Issue 13 finding 5: an output folder that is a file, or lies under one, and a result path that is a
+    folder failed only once the embedding, tokenizing or benchmark was done."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (["embed", "--out-dir", str(a_file)], f"--out-dir {str(a_file)!r}: {a_file} is a file, not a folder"),
+        (["tokenize", "--task", "SST-2", "--out-dir", str(a_file / "tokens")], f"{a_file} is a file, not a folder"),
+        (["bench", "scale", "--qubits", "2..3", "--out", str(tmp_path)], f"--out {str(tmp_path)!r} is a folder"),
+        (["bench", "adapters", "--out", str(a_file / "adapters")], f"{a_file} is a file, not a folder"),
+    ]
+    for args, message in cases:
+        done = hpcq(*args, timeout=300)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing computed, nothing written

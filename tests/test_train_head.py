@@ -299,6 +299,63 @@ def test_a_diverged_run_stops_with_the_epoch_and_the_rate_and_writes_no_result(s
     assert not out.exists()
 
 
+def _unwritable(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in: read-only for a user; for root (who ignores permission
+    bits) sysfs, which refuses new files to everyone."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+@pytest.mark.parametrize("case", ["empty", "a folder", "under a file", "read-only folder"])
+def test_an_impossible_out_fails_before_any_data_is_loaded(case, shard_dir, tmp_path):
+    """Issue 13 finding 5: each of these failed after the training, with a traceback. The data folder is empty
+    here, so a check made after loading the data would first embed all the sentences into it."""
+    empty_shards = tmp_path / "shards"
+    empty_shards.mkdir()
+    config_file = write_config(tmp_path, shard_dir)
+    config_file.write_text(config_file.read_text().replace(str(shard_dir), str(empty_shards)))
+    (tmp_path / "file").write_text("")
+    out = {"empty": "", "a folder": str(tmp_path), "under a file": str(tmp_path / "file" / "run.h5"),
+           "read-only folder": str(_unwritable(tmp_path) / "run.h5")}[case]
+    line = one_line_error(hpcq_run("train", "--config", str(config_file), "--out", out))
+    assert f"--out {str(Path(out))!r}" in line and ("choose" in line or "name the file" in line)
+    assert not list(empty_shards.iterdir())
+
+
+def test_an_embeddings_dir_that_is_a_file_is_named(tmp_path):
+    not_a_folder = tmp_path / "embeddings"
+    not_a_folder.write_text("")
+    config_file = write_config(tmp_path, not_a_folder)
+    line = one_line_error(hpcq_run("train", "--config", str(config_file), "--out", str(tmp_path / "run.h5")))
+    assert f"data.embeddings_dir {str(not_a_folder)!r}" in line and "is a file, not a folder" in line
+
+
+def test_a_finished_result_is_replaced_only_with_overwrite(shard_dir, tmp_path):
+    """Issue 13 finding 6: `--out` naming the result of another seed replaced it without a word."""
+    config_file = write_config(tmp_path, shard_dir, model={"kind": "mlp"}, train={"epochs": 1})
+    out = tmp_path / "run.h5"
+    subprocess.run(hpcq_command("train", "--config", str(config_file), "--out", str(out)), check=True,
+                   capture_output=True)
+    first = read_run(out).run_id
+
+    for extra in ([], ["--resume"]):  # another seed, with or without --resume
+        line = one_line_error(hpcq_run("train", "--config", str(config_file), "--set", "seed=1", "--out", str(out),
+                                       *extra))
+        assert f"--out {out} already holds" in line and "--overwrite" in line
+        assert read_run(out).run_id == first
+
+    same = hpcq_run("train", "--config", str(config_file), "--out", str(out), "--resume")
+    assert same.returncode == 0 and "nothing to do" in same.stderr and read_run(out).run_id == first
+
+    replaced = hpcq_run("train", "--config", str(config_file), "--set", "seed=1", "--out", str(out), "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert read_run(out).config["seed"] == 1
+
+
 def _file_size_limit(limit: int):
     """For preexec_fn: the child can write no file past `limit` bytes, as on a disk that fills up (Python
     ignores SIGXFSZ, so the write fails with EFBIG instead of killing the process)."""
