@@ -77,6 +77,14 @@ def test_changed_data_re_embeds_and_retrains(tmp_path: Path) -> None:
     assert shard_checksums(shards) == {load_sst2_sentences(root).checksum()}
     assert run.stat().st_mtime_ns > trained
 
+    # The source changed after staging (two test rows fewer): staged again, re-embedded, retrained.
+    source_test = source / "sst2-sentences" / "stsa.binary.test"
+    source_test.write_text("".join(source_test.read_text(encoding="utf-8").splitlines(keepends=True)[:-2]))
+    restaged = snakemake(tmp_path, target, "--cores", "1", "--configfile", str(study), timeout=600)
+    assert restaged.returncode == 0, restaged.stderr[-4000:]
+    assert job_counts(restaged.stderr) == {"stage": 1, "embed": 1, "classical_heads": 1}, restaged.stderr[-4000:]
+    assert (root / "sst2-sentences" / "stsa.binary.test").read_bytes() == source_test.read_bytes()
+
 
 def glue_study(root: Path) -> dict:
     """QuanTA on the tiny GLUE SST-2 in `root`: the tokenize rule's shards are what its runs read."""

@@ -1,5 +1,9 @@
 # Stage data sets on the login node: compute nodes usually cannot reach the source (or the internet).
 # hpcq verifies every file's sha256 and renames each copy into place, so a staged file is whole.
+# params.source_checksum is the source copy's content checksum: a source changed after staging is staged again
+# (and so re-embedded and retrained) instead of the jobs reading the old copy.
+
+from hpcq.data.fingerprint import staged_checksum
 
 
 if DATA_SOURCE:
@@ -16,6 +20,7 @@ if DATA_SOURCE:
             dataset="|".join(map(re.escape, DATA["datasets"])),
         params:
             source=DATA_SOURCE,
+            source_checksum=lambda wildcards: staged_checksum(wildcards.dataset, DATA_SOURCE, None),
             root=lambda wildcards, output: Path(output[0]).parent,
         shell:
             hpcq() + " stage --source {params.source:q} --dest {params.root:q} --dataset {wildcards.dataset}"
