@@ -18,10 +18,13 @@ Backends: NCCL on GPUs, gloo on CPUs. One rank needs no process group at all.
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
 import re
+import shutil
 import signal
 import socket
+import subprocess
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -31,6 +34,8 @@ from torch import nn
 from hpcq.errors import ConfigError
 
 STRATEGIES = ("auto", "none", "ddp", "fsdp")
+#: one host-list item: text and bracket groups, no comma outside brackets
+_HOST_ITEM = r"(?:[^,\[\]]|\[[^\[\]]*\])+"
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,54 @@ class Launch:
     master_port: int | None = None
 
 
+def expand_hostlist(hostlist: str) -> list[str]:
+    """Every host of a Slurm host list, in order, in pure Python: comma-separated items, each literal text and
+    bracket groups of numbers and ranges (zero padding kept from the range's first number); several groups in
+    one item expand as a product, the first slowest: `rack[1-2]-node[01-02]` → rack1-node01, rack1-node02,
+    rack2-node01, rack2-node02; `x1000c0s[1-2]b0n0` → x1000c0s1b0n0, x1000c0s2b0n0."""
+    text = hostlist.strip()
+    if not re.fullmatch(rf"{_HOST_ITEM}(?:,{_HOST_ITEM})*", text):
+        raise ConfigError(f"cannot read the Slurm host list {hostlist!r}; set MASTER_ADDR and MASTER_PORT")
+    hosts: list[str] = []
+    for item in re.findall(_HOST_ITEM, text):
+        choices = [[literal] if literal else _bracket(group, hostlist)
+                   for literal, group in re.findall(r"([^\[]+)|\[([^\]]*)\]", item)]
+        hosts += ["".join(parts) for parts in itertools.product(*choices)]
+    return hosts
+
+
+def _bracket(group: str, hostlist: str) -> list[str]:
+    """The numbers of one bracket group, `001234-001237,001240` → 001234, 001235, 001236, 001237, 001240."""
+    numbers: list[str] = []
+    for part in group.split(","):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
+        if not match or (match[2] is not None and int(match[2]) < int(match[1])):
+            raise ConfigError(f"cannot read {part!r} in the Slurm host list {hostlist!r} (expected N or N-M with "
+                              f"N <= M); set MASTER_ADDR and MASTER_PORT")
+        low, high = match[1], match[2] or match[1]
+        numbers += [f"{i:0{len(low)}d}" for i in range(int(low), int(high) + 1)]
+    return numbers
+
+
+def slurm_hostnames(hostlist: str, scontrol: str | None = None) -> list[str]:
+    """Every host of a Slurm host list: `scontrol show hostnames` where Slurm's client is installed (it reads
+    every form this Slurm writes), else (or where it refuses the list) `expand_hostlist`."""
+    scontrol = scontrol or shutil.which("scontrol")
+    if scontrol:
+        try:
+            done = subprocess.run([scontrol, "show", "hostnames", hostlist], capture_output=True, text=True,
+                                  timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            done = None
+        if done is not None and done.returncode == 0 and done.stdout.split():
+            return done.stdout.split()
+    return expand_hostlist(hostlist)
+
+
 def first_host(nodelist: str) -> str:
-    """The first host of a Slurm host list: `gpu[007-010,012],login1` → `gpu007`."""
-    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
-    if not match:
-        raise ConfigError(f"cannot read the Slurm node list {nodelist!r}; set MASTER_ADDR and MASTER_PORT")
-    prefix, ranges = match.groups()
-    return prefix + (re.split(r"[-,]", ranges)[0] if ranges else "")
+    """The first host of a Slurm host list: `gpu[007-010,012],login1` → `gpu007`, `x1000c0s[1-4]b0n0` →
+    `x1000c0s1b0n0`."""
+    return slurm_hostnames(nodelist)[0]
 
 
 def _int(environ: Mapping[str, str], name: str) -> int:
