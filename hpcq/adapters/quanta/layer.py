@@ -61,6 +61,16 @@ def _gate_arithmetic(device: torch.device):
     return torch.autocast(device.type, enabled=False)
 
 
+def init_gate(gate: torch.Tensor) -> torch.Tensor:
+    """The official initialisation, in place: the gate as a (d_low d_high)² matrix drawn from `kaiming_uniform_`
+    with nonlinearity='linear' (gain 1), U(−b, b) with b = √(3/fan_in), fan_in = d_low·d_high (std 1/√fan_in).
+    The official code also passes a=√5, which only a leaky-ReLU gain reads; nn.Linear's default (a=√5 with its
+    leaky-ReLU gain, b = 1/√fan_in) is √3 smaller per gate and, through the product of the N(N−1)/2 gates, makes
+    T(θ0) and the gradients orders of magnitude smaller than in the published method."""
+    width = gate.shape[0] * gate.shape[1]
+    return nn.init.kaiming_uniform_(gate.view(width, -1), nonlinearity="linear")
+
+
 def _pair_key(pair: tuple[int, int]) -> str:
     return f"{pair[0]}_{pair[1]}"
 
@@ -91,8 +101,7 @@ class QuantaLinear(nn.Module):
         for low, high in gate_pairs(len(self.axes)):
             shape = (self.axes[low], self.axes[high], self.axes[low], self.axes[high])
             gate = torch.empty(shape, device=weight.device, dtype=torch.float32)
-            # nn.Linear's default init on the gate as a (d_low d_high)² matrix, as the official code does.
-            nn.init.kaiming_uniform_(gate.view(shape[0] * shape[1], -1), a=math.sqrt(5))
+            init_gate(gate)
             self.quanta_gates[_pair_key((low, high))] = nn.Parameter(gate)
             self.register_buffer(f"quanta_frozen_{_pair_key((low, high))}", gate.detach().clone(), persistent=True)
 
