@@ -134,6 +134,9 @@ def bench_adapters(
     threads: Annotated[int, typer.Option(help="torch threads (1 is steadiest on a shared machine).")] = 1,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="key.path=value for the runs (repeatable).")] = None,
     quality: Annotated[bool, typer.Option(help="Train each method for its test metric (--no-quality: timing only).")] = True,
+    lr: Annotated[Optional[list[float]], typer.Option(help="Learning rate to sweep for quanta and lora (repeatable); "
+                                                           "each method's rate is chosen on validation.")] = None,
+    validation_rows: Annotated[int, typer.Option(help="GLUE train rows held out to choose the --lr on.")] = 500,
 ) -> None:
     """QuanTA vs LoRA at a matched parameter count vs full fine-tuning vs a frozen body: test metric, train step
     time (interleaved, medians), memory, and merged inference against the base model."""
@@ -144,7 +147,8 @@ def bench_adapters(
     spec = AdapterBenchSpec(config=str(config), tasks=tuple(task or ("SST-2", "MRPC")),
                             methods=tuple(method or METHODS), train_subset=train_subset or None, epochs=epochs,
                             repeats=repeats, inference_repeats=inference_repeats, inference_rows=inference_rows,
-                            threads=threads, overrides=tuple(overrides or ()), quality=quality)
+                            threads=threads, overrides=tuple(overrides or ()), quality=quality,
+                            lrs=tuple(lr or ()), validation_rows=validation_rows)
     report = run_adapter_bench(spec, out)
     print((out / "report.md").read_text())
     print(f"report: {out / 'report.json'}; load average before {report['load_before']}, after {report['load_after']}")

@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-from hpcq.bench.adapters import AdapterBenchSpec, interleaved, paired_ratio, run_adapter_bench
+from hpcq.bench.adapters import (AdapterBenchSpec, interleaved, paired_ratio, run_adapter_bench, select_rate,
+                                 split_validation_lines)
 from hpcq.errors import ConfigError
+from hpcq.results import read_run
 from test_glue_tokens import small_glue
 
 SMALL = ("data.max_length=32", "train.batch_size=8", "train.eval_batch_size=16", "adapter.axes=[8,8,6]",
@@ -54,7 +56,7 @@ def test_report_compares_quanta_and_lora(tmp_path, sst2):
     table = (tmp_path / "bench" / "report.md").read_text()
     assert "| SST-2 | lora (r=11) |" in table and "merged / base" in table
     assert json.loads((tmp_path / "bench" / "report.json").read_text())["load_after"]
-    assert sorted(p.name for p in (tmp_path / "bench" / "runs").glob("*.h5")) == ["SST-2-lora.h5", "SST-2-quanta.h5"]
+    assert sorted(p.name for p in (tmp_path / "bench" / "runs").glob("*.h5")) == ["SST-2-lora-lr0.003.h5", "SST-2-quanta-lr0.003.h5"]
 
 
 def test_bad_method_and_wrong_task_are_refused(tmp_path, sst2):
@@ -72,3 +74,39 @@ def test_cli_verb_timing_only(tmp_path, sst2):
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "| SST-2 | frozen |" in completed.stdout and "load average before" in completed.stdout
+
+
+def test_validation_split_holds_out_rows_disjoint_from_train():
+    lines = [b"sentence\tlabel\n", *(f"row {i}\t{i % 2}\n".encode() for i in range(20))]
+    train, validation = split_validation_lines(lines, 5, seed=3)
+    assert train[0] == validation[0] == lines[0] and len(validation) == 6 and len(train) == 16
+    assert sorted(train[1:] + validation[1:]) == sorted(lines[1:])  # every row once, none in both
+    assert train[1:] == [line for line in lines[1:] if line in train]  # the file's order kept
+    assert split_validation_lines(lines, 5, seed=3) == (train, validation)  # seeded
+    with pytest.raises(ConfigError, match="--validation-rows 20 must be between 1 and the 19"):
+        split_validation_lines(lines, 20, seed=0)
+
+
+def test_select_rate_takes_the_best_validation_metric_and_skips_diverged_rates():
+    assert select_rate({1e-4: 0.70, 1e-3: 0.81, 1e-2: None}) == 1e-3
+    assert select_rate({1e-3: 0.80, 3e-4: 0.80}) == 3e-4  # a tie goes to the smaller rate
+    with pytest.raises(ConfigError, match="every learning rate of the sweep"):
+        select_rate({1e-2: None})
+
+
+@pytest.mark.slow
+def test_learning_rate_sweep_chooses_on_held_out_train_rows(tmp_path, sst2):
+    spec = AdapterBenchSpec(tasks=("SST-2",), methods=("quanta",), train_subset=12, repeats=1, inference_repeats=1,
+                            inference_rows=4, overrides=SMALL, lrs=(1e-4, 1e-2), validation_rows=8)
+    report = run_adapter_bench(spec, tmp_path / "bench", progress=False)
+    row = report["tasks"]["SST-2"]["methods"]["quanta"]
+    sweep = row["sweep"]
+    assert set(sweep["validation"]) == {"0.0001", "0.01"} and sweep["lr"] == row["lr"] in (1e-4, 1e-2)
+    assert sweep["lr"] == select_rate({float(lr): score for lr, score in sweep["validation"].items()})
+    held_out = tmp_path / "bench" / "validation-data" / "glue" / "SST-2"
+    assert len((held_out / "dev.tsv").read_text().splitlines()) == 9  # header + 8 rows, none of them trained on
+    assert len((held_out / "train.tsv").read_text().splitlines()) == 1 + 24 - 8
+    validation_run = read_run(tmp_path / "bench" / "validation-runs" / f"SST-2-quanta-lr{sweep['lr']:g}.h5")
+    assert validation_run.final["test_size"] == 8 and validation_run.final["train_size"] == 12
+    assert read_run(row["run_file"]).config["train"]["lr_by_method"]["quanta"] == sweep["lr"]
+    assert "Learning rates chosen on validation (8 GLUE train rows held out" in (tmp_path / "bench" / "report.md").read_text()

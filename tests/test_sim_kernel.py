@@ -235,13 +235,25 @@ def _dense_reference(state: torch.Tensor, positions: list[int], matrix: torch.Te
     return out.movedim(list(range(k)), axes).reshape(-1)
 
 
+def _library_of_width(width: int | str):
+    """The native build, or one forced to `width`-byte vectors (AVX2's 32, AVX-512's 64) whatever this CPU has:
+    GCC lowers vectors wider than the CPU's to several narrower ones, so both widths' code runs anywhere."""
+    if width == "native":
+        return load_library()
+    built = build_library(flag_sets=(("-O2", f"-DVBYTES={width}"),))
+    assert built.vector_bytes == width
+    return built
+
+
 @needs_kernels
+@pytest.mark.parametrize("width", ["native", 32, 64])
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
-def test_dense_blocks_on_any_bits_match_tensordot(dtype, tolerance):
-    """Blocks on lane bits only, row bits only and mixed, ordered or not, up to the kernel's widest block."""
+def test_dense_blocks_on_any_bits_match_tensordot(dtype, tolerance, width):
+    """Blocks on lane bits only, row bits only and mixed, ordered or not, up to the kernel's widest block, at
+    both SIMD widths; states of 8 and 16 amplitudes are narrower than a 64-byte float32 vector."""
     from hpcq.sim.kernel.dense import apply_dense
 
-    library = load_library()
+    library = _library_of_width(width)
     generator = torch.Generator().manual_seed(5)
     cases = [(3, [0]), (4, [2, 0, 3]), (6, [5]), (9, [0, 1, 2]), (9, [8, 3, 0, 6]), (12, [11, 0, 5, 2, 9]),
              (12, [7, 1, 10, 4, 3, 6]), (14, [13, 12, 11, 10, 9]), (10, [9, 4]), (11, [3, 7, 10]),

@@ -17,6 +17,11 @@ Three measurements per task, each made so that a machine shared with other jobs 
   unmerged (the cached W0 − T(θ0) + T(θ)) on one evaluation batch, after checking that merged and unmerged
   logits agree.
 
+With learning rates to sweep (`lrs`), each adapter method (QuanTA, LoRA) is first trained once per rate on a
+validation copy of the task (`out/validation-data/`: GLUE train with `validation_rows` rows held out as its dev
+split, so selection never sees GLUE dev); the rate with the best validation metric is the one its quality run
+(on GLUE dev) uses. Full fine-tuning and the frozen body keep the run config's rates.
+
 `uptime` load averages are recorded before and after; the report is JSON plus a Markdown table.
 """
 
@@ -38,9 +43,12 @@ import torch
 from torch import nn
 
 from hpcq.adapters.methods import METHODS, AdaptedModel, adapt_model
+from hpcq.data.paths import DATA_ENV, data_file, dataset_dir
 from hpcq.errors import ConfigError
-from hpcq.train.config import load_config
+from hpcq.train.config import apply_overrides, load_config
 
+SWEPT = ("quanta", "lora")
+"""The methods whose learning rate `--lr` sweeps; full fine-tuning and the frozen body keep the config's."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,8 @@ class AdapterBenchSpec:
     threads: int = 1
     overrides: tuple[str, ...] = ()
     quality: bool = True
+    lrs: tuple[float, ...] = ()
+    validation_rows: int = 500
 
 
 @dataclass
@@ -85,20 +95,29 @@ def _task_config(spec: AdapterBenchSpec, task: str, method: str) -> dict:
     return load_config(spec.config, overrides)
 
 
-def _quality_run(config: dict, out: Path) -> dict[str, Any]:
-    """One `hpcq train` process (reused when its result exists); its metric, step time and peak memory."""
+def _train_process(config: dict, out: Path, data_root: Path | None = None) -> str | None:
+    """One `hpcq train` process writing `out` (skipped when `out` exists); None, or its error's last lines."""
     import yaml
 
+    if out.exists():
+        return None
+    config_file = out.with_suffix(".yaml")
+    config_file.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": str(config["train"]["threads"])}
+    if data_root is not None:
+        env[DATA_ENV] = str(data_root)
+    completed = subprocess.run([sys.executable, "-m", "hpcq", "train", "--config", str(config_file),
+                                "--out", str(out)], env=env, capture_output=True, text=True)
+    return None if completed.returncode == 0 else completed.stderr.strip()[-800:]
+
+
+def _quality_run(config: dict, out: Path) -> dict[str, Any]:
+    """One `hpcq train` process (reused when its result exists); its metric, step time and peak memory."""
     from hpcq.results import read_run
 
-    if not out.exists():
-        config_file = out.with_suffix(".yaml")
-        config_file.write_text(yaml.safe_dump(config))
-        env = {**os.environ, "OMP_NUM_THREADS": str(config["train"]["threads"])}
-        completed = subprocess.run([sys.executable, "-m", "hpcq", "train", "--config", str(config_file),
-                                    "--out", str(out)], env=env, capture_output=True, text=True)
-        if completed.returncode != 0:
-            raise ConfigError(f"benchmark run {out.name} failed: {completed.stderr.strip()[-800:]}")
+    error = _train_process(config, out)
+    if error is not None:
+        raise ConfigError(f"benchmark run {out.name} failed: {error}")
     run = read_run(out)
     memory = run.extra["memory"]
     return {"metric_name": run.final["test_metric_name"], "metric": float(run.final["test_metric"]),
@@ -106,6 +125,67 @@ def _quality_run(config: dict, out: Path) -> dict[str, Any]:
             "peak_rss_bytes": int(memory["peak_bytes"]), "baseline_rss_bytes": int(memory["baseline_bytes"]),
             "memory_method": memory["method"], "trainable_params": int(run.final["n_trainable_params"]),
             "adapter_params": int(run.final["adapter_params"]), "run_file": str(out)}
+
+
+def split_validation_lines(lines: list[bytes], rows: int, seed: int) -> tuple[list[bytes], list[bytes]]:
+    """GLUE train file lines (header first) → (train lines, validation lines), both with the header; `rows`
+    data lines drawn by `seed` go to validation, the rest stay in train, each in the file's order."""
+    header, data = lines[0], lines[1:]
+    if not 0 < rows < len(data):
+        raise ConfigError(f"--validation-rows {rows} must be between 1 and the {len(data) - 1} training rows "
+                          f"that leave at least one to train on")
+    held_out = np.zeros(len(data), dtype=bool)
+    held_out[np.random.default_rng(seed).choice(len(data), size=rows, replace=False)] = True
+    return ([header, *(line for line, out in zip(data, held_out) if not out)],
+            [header, *(line for line, out in zip(data, held_out) if out)])
+
+
+def validation_root(task: str, rows: int, seed: int, out: Path) -> Path:
+    """A data root holding `glue/<task>/` with GLUE train split into train.tsv and a held-out dev.tsv (so a
+    plain `hpcq train` there reports the validation metric as its test metric); returns the root."""
+    source = data_file(dataset_dir(f"glue/{task}"), "train.tsv").read_bytes().splitlines(keepends=True)
+    lines = [line if line.endswith(b"\n") else line + b"\n" for line in source]
+    train, validation = split_validation_lines(lines, rows, seed)
+    folder = out / "glue" / task
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.tsv").write_bytes(b"".join(train))
+    (folder / "dev.tsv").write_bytes(b"".join(validation))
+    return out
+
+
+def select_rate(scores: dict[float, float | None]) -> float:
+    """The learning rate with the best validation metric (higher is better; None: the run diverged); ties go to
+    the smaller rate."""
+    finite = {lr: score for lr, score in scores.items() if score is not None}
+    if not finite:
+        raise ConfigError(f"every learning rate of the sweep ({sorted(scores)}) diverged; try smaller rates")
+    return max(sorted(finite), key=lambda lr: finite[lr])
+
+
+def _with_rate(config: dict, lr: float) -> dict:
+    return apply_overrides(config, [f"train.lr_by_method.{config['method']}={lr!r}"])
+
+
+def sweep_rates(config: dict, spec: AdapterBenchSpec, out: Path, progress: bool) -> dict[str, Any]:
+    """Train `config`'s method at every rate of `spec.lrs` on the validation copy of its task; the validation
+    metric per rate (None where the loss diverged) and the chosen rate."""
+    from hpcq.results import read_run
+
+    task, method = config["data"]["glue_task"], config["method"]
+    root = validation_root(task, spec.validation_rows, config["seed"], out / "validation-data")
+    held_out = apply_overrides(config, [f"data.tokens_dir={out / 'validation-tokens'}", "data.test_subset=null"])
+    scores: dict[float, float | None] = {}
+    for lr in spec.lrs:
+        if progress:
+            print(f"[bench adapters] {task} {method}: validation run at lr {lr:g} (load {load_average()})", flush=True)
+        run_file = out / "validation-runs" / f"{task}-{method}-lr{lr:g}.h5"
+        run_file.parent.mkdir(parents=True, exist_ok=True)
+        error = _train_process(_with_rate(held_out, lr), run_file, root)
+        if error is not None and "the run diverged" not in error:  # a diverged rate is a result, not a failure
+            raise ConfigError(f"validation run {run_file.name} failed: {error}")
+        scores[lr] = None if error is not None else float(read_run(run_file).final["test_metric"])
+    return {"validation": {f"{lr:g}": score for lr, score in scores.items()}, "lr": select_rate(scores),
+            "validation_rows": spec.validation_rows}
 
 
 def _adapted(config: dict, method: str, path: str | None = None) -> AdaptedModel:
@@ -271,6 +351,10 @@ def run_adapter_bench(spec: AdapterBenchSpec, out: Path, progress: bool = True) 
     unknown = sorted(set(spec.methods) - set(METHODS))
     if unknown:
         raise ConfigError(f"--method {unknown} is not one of {', '.join(METHODS)}")
+    from hpcq.train.glue import learning_rate
+
+    if spec.lrs and not spec.quality:
+        raise ConfigError("--lr sweeps learning rates for the quality runs; it cannot go with --no-quality")
     out.mkdir(parents=True, exist_ok=True)
     (out / "runs").mkdir(exist_ok=True)
     torch.set_num_threads(spec.threads)
@@ -281,9 +365,14 @@ def run_adapter_bench(spec: AdapterBenchSpec, out: Path, progress: bool = True) 
         task_report = TaskReport(task)
         if spec.quality:
             for method, config in configs.items():
+                sweep = sweep_rates(config, spec, out, progress) if spec.lrs and method in SWEPT else None
+                if sweep is not None:
+                    config = _with_rate(config, sweep["lr"])
                 if progress:
                     print(f"[bench adapters] {task} {method}: training run (load {load_average()})", flush=True)
-                task_report.methods[method] = _quality_run(config, out / "runs" / f"{task}-{method}.h5")
+                lr = learning_rate(config)  # in the file name, so a later sweep reuses a run at its chosen rate
+                task_report.methods[method] = {**_quality_run(config, out / "runs" / f"{task}-{method}-lr{lr:g}.h5"),
+                                               "lr": lr, **({"sweep": sweep} if sweep else {})}
         if progress:
             print(f"[bench adapters] {task}: interleaved step timing (load {load_average()})", flush=True)
         timings, task_report.inference, task_report.batch_tokens = speed(configs[spec.methods[0]], spec.methods, spec)
@@ -305,6 +394,22 @@ def _mb(value: float | None) -> str:
     return "" if value is None else f"{value / 2**20:.1f}"
 
 
+def _sweep_lines(report: dict[str, Any]) -> list[str]:
+    """The learning-rate sweep as a table: validation metric per rate, the chosen one in bold."""
+    rows = [(task, name, row["sweep"]) for task, task_report in report["tasks"].items()
+            for name, row in task_report["methods"].items() if "sweep" in row]
+    if not rows:
+        return []
+    lines = ["", f"Learning rates chosen on validation ({rows[0][2]['validation_rows']} GLUE train rows held out; "
+             "diverged: the loss became NaN/Inf):", "", "| task | method | validation metric per lr |", "|---|---|---|"]
+    for task, name, sweep in rows:
+        cells = [("diverged" if score is None else f"{score:.4f}") for score in sweep["validation"].values()]
+        marked = [f"**{lr}: {cell}**" if float(lr) == sweep["lr"] else f"{lr}: {cell}"
+                  for lr, cell in zip(sweep["validation"], cells)]
+        lines.append(f"| {task} | {name} | {', '.join(marked)} |")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown tables: one row per (task, method), then inference per task."""
     spec = report["spec"]
@@ -312,19 +417,20 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"{spec['train_subset']}, {spec['epochs']} epoch(s), {spec['threads']} thread(s), {spec['repeats']} "
              f"interleaved training rounds, {spec['inference_repeats']} inference rounds. Load average before "
              f"{report['load_before']}, after {report.get('load_after')}.", "",
-             "| task | method | trainable params | test metric | step s (interleaved median) | × LoRA (paired median) "
-             "| step s (in run) | activations MB | grads+AdamW MB | peak RSS MB (run) |", "|" + "---|" * 10]
+             "| task | method | trainable params | lr | test metric | step s (interleaved median) | × LoRA (paired median) "
+             "| step s (in run) | activations MB | grads+AdamW MB | peak RSS MB (run) |", "|" + "---|" * 11]
     for task, task_report in report["tasks"].items():
         methods = task_report["methods"]
         for name, row in methods.items():
             cells = [task, name + (f" (r={row['lora_rank']})" if "lora_rank" in row else ""),
-                     str(row.get("trainable_params", "")),
+                     str(row.get("trainable_params", "")), f"{row['lr']:g}" if "lr" in row else "",
                      f"{row['metric_name']} {row['metric']:.4f}" if "metric" in row else "",
                      f"{row['step_s']:.3f}" if "step_s" in row else "",
                      f"{row['over_lora']:.2f}" if "over_lora" in row else "",
                      f"{row['run_step_s']:.3f}" if "run_step_s" in row else "",
                      _mb(row.get("activation_bytes")), _mb(row.get("optimizer_bytes")), _mb(row.get("peak_rss_bytes"))]
             lines.append("| " + " | ".join(cells) + " |")
+    lines += _sweep_lines(report)
     lines += ["", "Inference (no gradients; ratios are medians of same-round ratios):", "",
               "| task | tokens per train batch | eval rows | base s | QuanTA merged s | merged / base | "
                   "QuanTA unmerged s | unmerged / base | max logit difference merged vs unmerged |", "|" + "---|" * 9]

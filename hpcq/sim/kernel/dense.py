@@ -18,14 +18,13 @@ _PRECISION = {torch.float32: "f32", torch.float64: "f64"}
 
 def dense_applies(library: KernelLibrary | None, state: torch.Tensor, k: int) -> bool:
     """Whether `apply_dense` takes this [2**n, batch] slice and a k-qubit block: a real CPU tensor, contiguous
-    and vector-aligned, a power-of-two batch, at least one SIMD vector of amplitudes, k within the kernel's
-    limit."""
+    and vector-aligned, a power-of-two batch, k within the kernel's limit (states narrower than one SIMD vector
+    take the kernel's scalar path)."""
     if library is None or state.device.type != "cpu" or state.dtype not in _PRECISION:
         return False
     batch = state.shape[-1]
-    lanes = library.vector_bytes // state.element_size()
     return (state.is_contiguous() and state.data_ptr() % library.vector_bytes == 0 and batch & (batch - 1) == 0
-            and state.numel() >= lanes and 1 <= k <= library.dense_max_qubits)
+            and 1 <= k <= library.dense_max_qubits)
 
 
 def dense_positions(layout: tuple[int, ...], qubits: tuple[int, ...], batch: int) -> list[int]:

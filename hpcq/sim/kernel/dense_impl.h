@@ -121,14 +121,36 @@ INLINE void DFN(dense_tile)(
         for (int h = 0; h < dh; h++) vectors[bases[g] + off[h]] = out[g * dh + h];
 }
 
+/* A state narrower than one vector (8 float32 amplitudes against 16 AVX-512 lanes): scalar gather, multiply
+ * and scatter per group of 2^k amplitudes. Such states are a few dozen bytes; speed does not matter there. */
+static void DFN(dense_scalar)(int n_bits, T *state, int k, const int32_t *pos, const T *matrix) {
+    const int d = 1 << k;
+    size_t mask = 0, index[1 << HPCQ_DENSE_MAX_QUBITS];
+    T in[1 << HPCQ_DENSE_MAX_QUBITS];
+    for (int j = 0; j < k; j++) mask |= (size_t)1 << pos[j];
+    for (size_t base = 0; base < ((size_t)1 << n_bits); base++) {
+        if (base & mask) continue;
+        for (int h = 0; h < d; h++) {
+            index[h] = base;
+            for (int j = 0; j < k; j++) index[h] |= (size_t)((h >> j) & 1) << pos[j];
+            in[h] = state[index[h]];
+        }
+        for (int h = 0; h < d; h++) {
+            T out = 0;
+            for (int c = 0; c < d; c++) out += matrix[(size_t)h * d + c] * in[c];
+            state[index[h]] = out;
+        }
+    }
+}
+
 /*
  * state: 2^n_bits amplitudes, VBYTES-aligned; pos[j]: the index bit that matrix bit j acts on (distinct);
  * matrix: row-major [2^k][2^k], out = M · in. Returns 0, -1 if memory ran out, -2 for arguments it does not
- * take (k outside 1..HPCQ_DENSE_MAX_QUBITS, n_bits below one vector, a position out of range).
+ * take (k outside 1..HPCQ_DENSE_MAX_QUBITS, a position out of range).
  */
 int DFN(hpcq_dense)(int n_bits, T *state, int k, const int32_t *pos, const T *matrix, int n_threads) {
     const int lb = __builtin_ctz((unsigned)DVL);
-    if (k < 1 || k > HPCQ_DENSE_MAX_QUBITS || n_bits < lb || n_bits > 62) return -2;
+    if (k < 1 || k > HPCQ_DENSE_MAX_QUBITS || n_bits < 0 || n_bits > 62) return -2;
     int row[HPCQ_DENSE_MAX_QUBITS], lane[HPCQ_DENSE_MAX_QUBITS], nh = 0, nl = 0;
     for (int j = 0; j < k; j++) {
         if (pos[j] < 0 || pos[j] >= n_bits) return -2;
@@ -136,6 +158,10 @@ int DFN(hpcq_dense)(int n_bits, T *state, int k, const int32_t *pos, const T *ma
             if (pos[i] == pos[j]) return -2;
         if (pos[j] < lb) lane[nl++] = j;
         else row[nh++] = j;
+    }
+    if (n_bits < lb) {
+        DFN(dense_scalar)(n_bits, state, k, pos, matrix);
+        return 0;
     }
     const int dh = 1 << nh, dl = 1 << nl, d = 1 << k, inputs = dh * dl;
     VEC *coef = aligned_alloc(VBYTES, (size_t)dh * inputs * sizeof(VEC));

@@ -197,8 +197,11 @@ def _open(path: Path, compiler: str, flags: tuple[str, ...]) -> KernelLibrary:
                          int(cdll.hpcq_dense_max_qubits()))
 
 
-def build_library(compiler: str | None = None) -> KernelLibrary:
-    """Load the cached build for this machine, compiling it first if needed; raise KernelUnavailable."""
+def build_library(compiler: str | None = None,
+                  flag_sets: tuple[tuple[str, ...], ...] = FLAG_SETS) -> KernelLibrary:
+    """Load the cached build for this machine, compiling it first if needed; raise KernelUnavailable.
+
+    `flag_sets`: the compiler flags to try in order (tests force a vector width with -DVBYTES=32 or 64)."""
     compiler = compiler or find_compiler()
     if compiler is None:
         raise KernelUnavailable(
@@ -208,7 +211,7 @@ def build_library(compiler: str | None = None) -> KernelLibrary:
     source_dir = Path(__file__).resolve().parent
     directory = _writable_cache()
     complaints = []
-    for flags in FLAG_SETS:
+    for flags in flag_sets:
         target = directory / f"{_build_key(compiler, version, flags, source_dir)}.so"
         if not target.exists():
             complaint = _compile(compiler, flags, source_dir, target)

@@ -30,10 +30,14 @@
 #include <omp.h>
 #endif
 
+/* the CPU's vector width; -DVBYTES=32|64 forces one (GCC lowers wider vectors than the CPU has to several
+ * narrower ones), so both widths' code is tested on any machine */
+#ifndef VBYTES
 #if defined(__AVX512F__)
 #define VBYTES 64
 #else
 #define VBYTES 32
+#endif
 #endif
 
 /* operation codes; hpcq/sim/kernel/program.py mirrors them */
