@@ -9,9 +9,10 @@ and autograd function): blocks are un-applied with the `adjoint` flag of `apply_
 seed λ = 2 Σ g_i O_i ψ and each block's dL/dU = Σ λ ψ† are formed with PyTorch on the same device memory.
 
 API: `cuquantum.bindings.custatevec` and `cuquantum.cudaDataType` / `ComputeType` as in cuquantum-python
-25.x (the `gpu` extra). This module imports without CUDA or cuQuantum; it has NOT been run on a GPU in this
-repository's development environment (no GPU was available), so treat its first GPU run as a test:
-`tests/test_sim_custatevec.py` compares it with the CPU statevector backend and skips without a GPU.
+25.09 to 26.9 (the `gpu` extra). This module imports without CUDA or cuQuantum. Its calls' names, argument
+lists and enums are checked on CPU against the installed bindings (tests/test_sim_custatevec.py); it has not
+yet run on a GPU here (none was available), so treat its first GPU run as a test: `hpcq selftest --gpu`
+compares it with the CPU statevector backend.
 """
 
 from __future__ import annotations

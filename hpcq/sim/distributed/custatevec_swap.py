@@ -6,7 +6,7 @@ segments between ranks (CUDA-aware MPI through the built-in Open MPI / MPICH com
 in place, so no layout permutation is needed: after the swap the local index bit that held qubit l holds
 the incoming global qubit, and the rank bit holds l.
 
-Constraints, from the cuStateVec API (cuquantum-python 25.x bindings, sample
+Constraints, from the cuStateVec API (`cuquantum.bindings.custatevec`, cuquantum-python 25.09 to 26.9, sample
 `distributed_index_bit_swap_mpi.py`):
 
 * a sub state vector is 2**m complex amplitudes, so the [2**n_local, batch] slice is seen as one sub-SV with
@@ -14,16 +14,20 @@ Constraints, from the cuStateVec API (cuquantum-python 25.x bindings, sample
   as complex pairs of neighbouring reals, whose lowest memory bit then may not be swapped (the slice is
   permuted first when it would be);
 * the built-in communicators use MPI_COMM_WORLD and sub-SV index = rank, so `comm` must span the world;
-* MPI must be CUDA-aware (device pointers in MPI_Isend/Irecv).
+* MPI must be CUDA-aware (device pointers in MPI_Isend/Irecv): `exchange="auto"` checks it first
+  (`hpcq.sim.distributed.exchange.mpi_cuda_aware`).
 
-It has NOT been run on GPUs in this repository's development environment (none was available); the GPU test
-in tests/test_sim_distributed.py compares it with the statevector backend and skips without GPUs.
+Its calls are checked on CPU against the installed bindings' argument lists and `SVSwapParameters` type
+(tests/test_sim_custatevec.py); it has not yet run on GPUs here (none was available): the GPU test in
+tests/test_sim_distributed.py compares it with the statevector backend (`hpcq selftest --gpu` runs it).
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import numpy as np
 import torch
 
 from hpcq.errors import ConfigError, MissingDependencyError
@@ -32,6 +36,25 @@ from hpcq.sim.layout import Layout, permute_state
 
 #: transfer workspace per swap worker; the sample's 64 MiB ("larger ... can improve performance")
 TRANSFER_WORKSPACE_BYTES = 64 * 2**20
+
+
+def parameter(parameters: Any, name: str) -> int:
+    """A field of cuStateVec's `SVSwapParameters` as a Python int. The bindings (26.9) return each field as a
+    one-element array (a view into the struct), which `int()` refuses under NumPy >= 2.4."""
+    return int(np.asarray(getattr(parameters, name)).item())
+
+
+def run_swap_batches(cusv: Any, handle: int, scheduler: int, worker: int, batches: int, rank: int) -> int:
+    """Execute every swap batch the scheduler planned for this rank (sub state vector `rank`), each with its
+    peer; returns the elements this rank sent."""
+    sent = 0
+    for index in range(batches):
+        parameters = cusv.dist_index_bit_swap_scheduler_get_parameters(handle, scheduler, index, rank)
+        cusv.sv_swap_worker_set_parameters(handle, worker, parameters, parameter(parameters, "dst_sub_sv_index"))
+        size = parameter(parameters, "transfer_size")
+        cusv.sv_swap_worker_execute(handle, worker, 0, size)
+        sent += size
+    return sent
 
 
 class CuStateVecIndexBitSwapper:
@@ -116,20 +139,13 @@ class CuStateVecIndexBitSwapper:
         extra = torch.empty(max(1, extra_size), dtype=torch.uint8, device=self.device)
         transfer_size = max(min_transfer, self.transfer_bytes)
         transfer = torch.empty(transfer_size, dtype=torch.uint8, device=self.device)
-        sent = 0
         try:
             cusv.sv_swap_worker_set_extra_workspace(self.handle, worker, extra.data_ptr(), extra_size)
             cusv.sv_swap_worker_set_transfer_workspace(self.handle, worker, transfer.data_ptr(), transfer_size)
             scheduler = self._scheduler(n_global, n_local_bits)
             batches = cusv.dist_index_bit_swap_scheduler_set_index_bit_swaps(
                 self.handle, scheduler, swaps, len(swaps), [], [], 0)
-            for index in range(batches):
-                parameters = cusv.dist_index_bit_swap_scheduler_get_parameters(self.handle, scheduler, index,
-                                                                               self.rank)
-                cusv.sv_swap_worker_set_parameters(self.handle, worker, parameters, int(parameters.dst_sub_sv_index))
-                size = int(parameters.transfer_size)
-                cusv.sv_swap_worker_execute(self.handle, worker, 0, size)
-                sent += size * element
+            sent = run_swap_batches(cusv, self.handle, scheduler, worker, batches, self.rank) * element
             stream.synchronize()
         finally:
             cusv.sv_swap_worker_destroy(self.handle, worker)
