@@ -23,11 +23,11 @@ def allreduce_gradients(parameters: Iterable[torch.nn.Parameter], world: World) 
     from mpi4py import MPI
 
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in trainable]
-    flat = torch.cat([g.reshape(-1) for g in grads]).contiguous()
+    flat = torch.cat([g.reshape(-1) for g in grads]).contiguous()  # the widest dtype among them
     world.comm.Allreduce(MPI.IN_PLACE, flat.numpy(), op=MPI.SUM)
     offset = 0
     for p in trainable:
-        p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
+        p.grad = flat[offset:offset + p.numel()].view_as(p).to(p.dtype, copy=True)
         offset += p.numel()
 
 

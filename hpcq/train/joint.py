@@ -37,6 +37,7 @@ from hpcq.models import build_head
 from hpcq.train.checkpoint import checkpoint_path
 from hpcq.train.dataparallel import barrier, broadcast
 from hpcq.train.glue import adamw_with_head_rate
+from hpcq.train.head import DTYPES
 from hpcq.train.loop import Split, TrainState, _checkpoint, _improved, _resume, evaluate, train_epoch
 
 HEAD = "head"  # the head's module name in JointModel, trained by every method
@@ -134,16 +135,20 @@ def build_joint_model(config: dict, transformer: nn.Module, data: JointData) -> 
                 module.p = config["train"]["body_dropout"]
     body = SentenceEncoder(transformer)
     torch.manual_seed(config["seed"])
-    head = build_head(config["model"], transformer.get_embedding_dimension(), data.n_classes, torch.float32)
+    head = build_head(config["model"], transformer.get_embedding_dimension(), data.n_classes,
+                      DTYPES[config["train"]["dtype"]])
     if hasattr(head, "prepare"):
         with torch.no_grad():
             body.eval()
             size = config["train"]["eval_batch_size"]
             head.prepare(torch.cat([body(data.train.x[start:start + size]) for start in range(0, len(data.train), size)]))
     adapter = config["adapter"]
-    return adapt_model(JointModel(body, head), config["method"], target_modules=adapter["target_modules"],
-                       head_modules=[HEAD], axes=adapter["axes"], n_axes=adapter["n_axes"], dropout=adapter["dropout"],
-                       path=adapter["path"], lora_rank=adapter["lora_rank"], lora_alpha=adapter["lora_alpha"])
+    adapted = adapt_model(JointModel(body, head), config["method"], target_modules=adapter["target_modules"],
+                          head_modules=[HEAD], axes=adapter["axes"], n_axes=adapter["n_axes"],
+                          dropout=adapter["dropout"], path=adapter["path"], lora_rank=adapter["lora_rank"],
+                          lora_alpha=adapter["lora_alpha"])
+    adapted.model.to(DTYPES[config["train"]["dtype"]])  # the adapters' new tensors too
+    return adapted
 
 
 def selected_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -207,7 +212,7 @@ def train_joint(config: dict, out: str | Path, resume: bool = False, progress: b
     if config["train"]["threads"]:
         torch.set_num_threads(config["train"]["threads"])
     started = time.perf_counter()
-    transformer = load_sentence_model(resolve_model(config["data"]["model"]))
+    transformer = load_sentence_model(resolve_model(config["data"]["model"])).to(DTYPES[config["train"]["dtype"]])
     data = load_joint_data(config, transformer.tokenizer)
     adapted = build_joint_model(config, transformer, data)
     model = adapted.model
