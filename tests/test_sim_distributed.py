@@ -111,8 +111,10 @@ def test_distributed_on_gpus_equals_statevector(exchange):
         pytest.skip("no CUDA device")
     if exchange == "custatevec":
         pytest.importorskip("cuquantum.bindings.custatevec", reason="cuquantum-python (the gpu extra) is not installed")
-        if not os.environ.get("HPCQ_CUDA_AWARE_MPI"):
-            pytest.skip("cuStateVec's swap worker needs CUDA-aware MPI; set HPCQ_CUDA_AWARE_MPI=1 where it is")
+        query = "from hpcq.sim.distributed.exchange import mpi_cuda_aware; a, how = mpi_cuda_aware(); print(a, how)"
+        answer = subprocess.run([sys.executable, "-c", query], capture_output=True, text=True, timeout=120).stdout
+        if not answer.startswith("True"):
+            pytest.skip(f"cuStateVec's swap worker needs CUDA-aware MPI, and this MPI is not: {answer.strip()}")
     done = subprocess.run([*mpiexec(2), sys.executable, "-c", MPI_SCRIPT, str(TESTS), "cuda", exchange],
                           capture_output=True, text=True, timeout=300, env=mpi_env())
     assert done.returncode == 0, done.stderr[-4000:]

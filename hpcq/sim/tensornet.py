@@ -22,8 +22,9 @@ row rather than every intermediate.
 
 Contraction: pairwise `torch.einsum` along the chosen path (CPU or CUDA tensors), or cuTensorNet
 (`cuquantum.tensornet.contract`, the `gpu` extra) given the same path. The cuTensorNet path follows the
-cuquantum-python 25.x API (interleaved operands, `OptimizerOptions(path=...)`) but has not been run on a GPU
-here; the CPU path is what the tests check against the statevector backend.
+cuquantum-python 25.09-26.9 API (interleaved operands, `OptimizerOptions(path=...)`; differentiable for torch
+tensors) but has not yet run on a GPU here: `hpcq selftest --gpu` checks its values and gradients against the
+CPU. `contractor="auto"` takes it only on NVIDIA GPUs (`choose_contractor`), never on ROCm.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import torch
 
 from hpcq.circuits.circuit import Circuit, Gate
 from hpcq.errors import ConfigError, MissingDependencyError, ResourceError
+from hpcq.sim.accelerator import accelerator_of, cuquantum_installed
 from hpcq.sim.gates import FIXED_GATES, rotation_terms
 from hpcq.sim.memory import format_bytes
 from hpcq.sim.observables import Pauli, parse_observables
@@ -486,6 +488,19 @@ def _contract_cutensornet(network: Network, plan: Plan, operands: list[torch.Ten
     return contract(*interleaved, optimize=OptimizerOptions(path=linear))
 
 
+def choose_contractor(requested: str, accelerator: str, cutensornet: bool) -> tuple[str, str]:
+    """("torch" or "cutensornet", why): a named contractor is honoured; "auto" takes cuTensorNet for tensors on
+    an NVIDIA GPU when cuquantum-python is installed, never on the CPU or an AMD GPU (ROCm)."""
+    if requested != "auto":
+        return requested, f"contractor={requested!r} was asked for"
+    if accelerator != "nvidia":
+        return "torch", ("the tensors are on the CPU" if accelerator == "cpu" else
+                         "AMD GPU (ROCm): cuTensorNet runs on NVIDIA GPUs only") + "; torch.einsum contracts"
+    if not cutensornet:
+        return "torch", "cuquantum-python is not installed (pip install 'hpcq[gpu]'); torch.einsum contracts"
+    return "cutensornet", "NVIDIA GPU with cuquantum-python: cuTensorNet contracts (differentiable for torch tensors)"
+
+
 def expectation(
     circuit: Circuit,
     weights: torch.Tensor,
@@ -510,8 +525,9 @@ def expectation(
     paulis = parse_observables(observables, circuit.n_qubits)
     needs_complex = not circuit.is_real or any(p.y for p in paulis)
     dtype = _complex_of(weights.dtype) if needs_complex else weights.dtype
-    use_gpu = contractor == "cutensornet" or (contractor == "auto" and weights.device.type == "cuda"
-                                              and _has_cutensornet())
+    accelerator = accelerator_of(weights.device)
+    installed = accelerator == "nvidia" and cuquantum_installed("cuquantum.tensornet")  # its import is slow
+    use_gpu = choose_contractor(contractor, accelerator, installed)[0] == "cutensornet"
     tracking = torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad))
     amplitude_bytes = torch.empty((), dtype=dtype).element_size()
     cache: dict = {}
@@ -532,12 +548,4 @@ def expectation(
     return torch.stack(columns, dim=1).to(weights.dtype)
 
 
-def _has_cutensornet() -> bool:
-    try:
-        import cuquantum.tensornet  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-__all__ = ["expectation", "light_cone", "build_network", "plan_network", "contract_torch", "Network", "Plan"]
+__all__ = ["expectation", "choose_contractor", "light_cone", "build_network", "plan_network", "contract_torch", "Network", "Plan"]

@@ -8,8 +8,9 @@ Gates are fused into blocks of at most min(5, n_local) qubits; a plan over the b
 (`placement.plan_placement`) inserts batched index-bit swaps before blocks that touch global qubits. Swaps go
 through mpi4py `Sendrecv` on contiguous buffers (`exchange="mpi"`, CPU or GPU tensors, GPU data staged
 through host memory) or, on NVIDIA GPUs, through cuStateVec's distributed index-bit-swap scheduler and
-state-vector swap worker (`exchange="custatevec"`, needs the `gpu` extra and CUDA-aware MPI; written against
-the cuquantum-python 25.x API but not yet run on GPUs here, see `custatevec_swap.py`). A memory plan
+state-vector swap worker (`exchange="custatevec"`, needs the `gpu` extra and CUDA-aware MPI; checked against
+the cuquantum-python 26.9 bindings on CPU but not yet run on GPUs here, see `custatevec_swap.py`).
+`exchange="auto"` takes cuStateVec only on NVIDIA GPUs whose MPI says it is CUDA-aware (`choose_exchange`). A memory plan
 (`hpcq.sim.plan`) runs before any allocation and stops an oversized run with the rank and node count that
 would fit.
 """
@@ -21,7 +22,10 @@ import torch
 
 from hpcq.errors import ConfigError
 from hpcq.sim.distributed.engine import Collectives, DistributedEngine
-from hpcq.sim.distributed.exchange import CommStats, MpiIndexBitSwapper
+from hpcq.sim.accelerator import accelerator_of, cuquantum_installed
+from hpcq.sim.distributed.exchange import (
+    CommStats, ExchangeFacts, MpiIndexBitSwapper, choose_exchange, mpi_cuda_aware,
+)
 from hpcq.sim.distributed.placement import PlacementPlan, plan_placement
 from hpcq.sim.memory import amplitude_bytes
 from hpcq.sim.observables import parse_observables
@@ -100,30 +104,31 @@ def check_memory(n_qubits: int, ranks: int, batch: int, amplitude: int, gradient
     return require_fit(plan, memory_per_rank, memory_per_node, **options)
 
 
+def exchange_facts(comm, device: torch.device, batch: int) -> ExchangeFacts:
+    """This run's facts for `choose_exchange`; the CUDA-aware query only where it could matter (NVIDIA GPUs)."""
+    from mpi4py import MPI
+
+    accelerator = accelerator_of(device)
+    custatevec = accelerator == "nvidia" and cuquantum_installed("cuquantum.bindings.custatevec")
+    aware, how = mpi_cuda_aware() if custatevec else (False, "not queried (no NVIDIA GPU with cuStateVec)")
+    return ExchangeFacts(accelerator, custatevec, MPI.get_vendor()[0], aware, how,
+                         comm.Get_size() == MPI.COMM_WORLD.Get_size(), batch)
+
+
 def _swapper(exchange: str, comm, device: torch.device, swap_buffer_bytes: int, stats: CommStats, batch: int = 1):
     """The index-bit swapper: "mpi" (mpi4py Sendrecv, any device), "custatevec" (cuStateVec's scheduler and
-    swap worker; CUDA tensors, CUDA-aware MPI, all ranks of the world, power-of-two batch) or "auto" (cuStateVec
-    when all of that holds, else mpi)."""
+    swap worker; CUDA tensors, CUDA-aware MPI, all ranks of the world, power-of-two batch) or "auto"
+    (`choose_exchange`: cuStateVec when all of that holds, else mpi)."""
     if exchange not in EXCHANGES:
         raise ConfigError(f"exchange={exchange!r} is unknown; use one of {', '.join(EXCHANGES)}")
     if comm is None or comm.Get_size() == 1:
         return None
-    if exchange == "custatevec" or (exchange == "auto" and _custatevec_usable(comm, device, batch)):
+    chosen = exchange if exchange != "auto" else choose_exchange(exchange, exchange_facts(comm, device, batch))[0]
+    if chosen == "custatevec":
         from hpcq.sim.distributed.custatevec_swap import CuStateVecIndexBitSwapper
 
         return CuStateVecIndexBitSwapper(comm, device, swap_buffer_bytes, stats)
     return MpiIndexBitSwapper(comm, swap_buffer_bytes, stats)
-
-
-def _custatevec_usable(comm, device: torch.device, batch: int) -> bool:
-    if device.type != "cuda" or batch & (batch - 1):
-        return False
-    try:
-        from cuquantum.bindings import custatevec  # noqa: F401
-        from mpi4py import MPI
-    except ImportError:
-        return False
-    return comm.Get_size() == MPI.COMM_WORLD.Get_size()
 
 
 def measurement_groups(paulis, n_local: int) -> list[list[int]]:
@@ -246,5 +251,5 @@ def expectation(
     return _AdjointExpectation.apply(engine, batch, psi0, *matrices)
 
 
-__all__ = ["expectation", "check_memory", "CommStats", "fused_qubits_for", "measurement_groups", "node_ranks",
+__all__ = ["expectation", "check_memory", "CommStats", "exchange_facts", "fused_qubits_for", "measurement_groups", "node_ranks",
            "placement_for", "runs_in_place"]

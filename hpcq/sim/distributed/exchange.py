@@ -11,6 +11,8 @@ bounded buffer (`swap_buffer_bytes`), so the exchange costs that buffer rather t
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -105,3 +107,79 @@ class MpiIndexBitSwapper:
 def _mpi_buffer(tensor: torch.Tensor):
     """A zero-copy buffer view of a contiguous CPU tensor (complex as complex, so MPI sees the true count)."""
     return tensor.numpy()
+
+
+# ------------------------------------------------------------------------------------------ which exchange
+
+#: MPI libraries with a cuStateVec built-in communicator
+CUSTATEVEC_MPI_VENDORS = ("Open MPI", "MPICH")
+
+
+@dataclass(frozen=True)
+class ExchangeFacts:
+    """What decides the exchange of a distributed run: where the state lives ("cpu", "nvidia", "amd"), whether
+    cuStateVec's bindings import, the MPI library, whether it takes CUDA device pointers (and how that was
+    found), whether the communicator is MPI_COMM_WORLD, and the batch."""
+
+    accelerator: str
+    custatevec: bool
+    mpi_vendor: str
+    cuda_aware: bool
+    cuda_aware_how: str
+    spans_world: bool
+    batch: int
+
+
+def choose_exchange(requested: str, facts: ExchangeFacts) -> tuple[str, str]:
+    """("mpi" or "custatevec", why). A named exchange is honoured; "auto" takes cuStateVec's device-to-device
+    swap worker only when every condition it needs holds, else the host-staged mpi4py exchange."""
+    if requested != "auto":
+        return requested, f"exchange={requested!r} was asked for"
+    blockers = [
+        (facts.accelerator == "cpu", "the state is in host memory"),
+        (facts.accelerator == "amd", "AMD GPU (ROCm): cuStateVec runs on NVIDIA GPUs only"),
+        (not facts.custatevec, "cuquantum-python is not installed (pip install 'hpcq[gpu]')"),
+        (facts.mpi_vendor not in CUSTATEVEC_MPI_VENDORS,
+         f"cuStateVec has communicators for {' and '.join(CUSTATEVEC_MPI_VENDORS)}, not {facts.mpi_vendor}"),
+        (not facts.cuda_aware, f"MPI is not known to be CUDA-aware: {facts.cuda_aware_how}"),
+        (not facts.spans_world, "the communicator is not MPI_COMM_WORLD (cuStateVec's communicators use the world)"),
+        (facts.batch & (facts.batch - 1) != 0, f"batch {facts.batch} is not a power of two"),
+    ]
+    for blocked, why in blockers:
+        if blocked:
+            return "mpi", f"host-staged mpi4py exchange: {why}"
+    return "custatevec", f"cuStateVec's device-to-device swap worker: NVIDIA GPU, CUDA-aware MPI ({facts.cuda_aware_how})"
+
+
+def _libmpi_function(name: str):
+    """A function of the MPI library mpi4py loaded (libmpi.so.40, libmpi.so.12, libmpi_cray.so.12, ...: found
+    among this process's mapped files, since mpi4py loads it privately), or None."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            files = {line.split()[-1] for line in maps if len(line.split()) >= 6}
+    except OSError:  # not Linux
+        return None
+    for path in sorted(f for f in files if re.match(r"libmpi[\w-]*\.so", os.path.basename(f))):
+        function = getattr(ctypes.CDLL(path), name, None)
+        if function is not None:
+            return function
+    return None
+
+
+def mpi_cuda_aware(environ: dict[str, str] | None = None) -> tuple[bool, str]:
+    """(whether the MPI library accepts CUDA device buffers, how that was found): Open MPI's (and MPICH >= 4.1's)
+    MPIX_Query_cuda_support() after MPI_Init, else Cray MPICH's MPICH_GPU_SUPPORT_ENABLED=1; otherwise it is
+    not known to be, and GPU data must go through host memory."""
+    from mpi4py import MPI  # initializes MPI, which MPIX_Query_cuda_support needs
+
+    env = os.environ if environ is None else environ
+    vendor = "{} {}".format(MPI.get_vendor()[0], ".".join(map(str, MPI.get_vendor()[1])))
+    query = _libmpi_function("MPIX_Query_cuda_support")
+    if query is not None:
+        answer = int(query())
+        return answer == 1, f"{vendor}: MPIX_Query_cuda_support() = {answer}"
+    if env.get("MPICH_GPU_SUPPORT_ENABLED") == "1":
+        return True, f"{vendor} (Cray MPICH): MPICH_GPU_SUPPORT_ENABLED=1"
+    return False, f"{vendor} has no MPIX_Query_cuda_support and MPICH_GPU_SUPPORT_ENABLED is not 1"
