@@ -253,11 +253,13 @@ def _memory_check(spec: ScaleSpec, circuit, ranks: int, comm, device: torch.devi
 
 
 def _device(spec: ScaleSpec) -> torch.device:
+    """`--device cuda`: this rank's GPU, from its rank on the node (the job's rank would send the ranks of a
+    second node past its GPUs' count, back onto its first GPUs)."""
     device = torch.device(spec.device)
     if device.type == "cuda" and device.index is None:
-        from hpcq.data.ranks import mpi_world
+        from hpcq.energy.devices import logical_gpu, node_local_rank
 
-        device = torch.device("cuda", mpi_world().rank % max(1, torch.cuda.device_count()))
+        device = torch.device("cuda", logical_gpu(node_local_rank(os.environ), torch.cuda.device_count()))
     return device
 
 
@@ -271,6 +273,7 @@ def _default_fused_qubits(spec: ScaleSpec, circuit, device: torch.device) -> int
 
 def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
     """Time one (qubits, ranks) run on the ranks of `comm` (None: this process alone)."""
+    from hpcq.energy.devices import physical_gpu_of
     from hpcq.energy.meter import EnergyMeter
     from hpcq.sim import expectation
     from hpcq.sim.distributed import CommStats
@@ -304,7 +307,9 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
                                             **options)[0, 0]))
         _sync(device)
 
-    meter = EnergyMeter(interval_s=0.1, devices=[device.index] if device.type == "cuda" else None,
+    # NVML / AMD SMI number physical GPUs; torch's cuda:N is the Nth one this rank sees
+    physical = physical_gpu_of(device.index) if device.type == "cuda" else None
+    meter = EnergyMeter(interval_s=0.1, devices=None if physical is None else [physical],
                         sync=(lambda: _sync(device)))
     warm = CommStats()
     with meter:

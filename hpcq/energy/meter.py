@@ -6,7 +6,9 @@
 
 Preference order for method="auto": NVML (NVIDIA GPUs), AMD SMI (AMD GPUs), RAPL (CPU packages),
 then a labelled estimate. The method is always recorded. Several ranks on one node must not all
-meter the same GPUs: meter from one rank per node, or pass `devices=[local_gpu_index]`.
+meter the same GPUs: meter from one rank per node, or pass each rank's physical GPU,
+`devices=[hpcq.energy.devices.physical_gpu_of(torch_index)]` (NVML and AMD SMI number physical devices;
+torch's index counts only the visible ones).
 """
 
 from __future__ import annotations
