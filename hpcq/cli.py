@@ -62,6 +62,28 @@ def doctor(
         render(checks)
 
 
+@app.command()
+def selftest(
+    gpu: Annotated[bool, typer.Option("--gpu", help="Check every GPU path (the only self-test so far).")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Folder for selftest.json, selftest.md and the logs.")] = Path(
+        "results/selftest"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what it would run, run nothing.")] = False,
+) -> None:
+    """GPU acceptance: every gpu test, then the GPU benchmarks, each part under its own time limit (8 min in all
+    on one H100/H200); one JSON + markdown summary."""
+    from hpcq.selftest import dry_run_listing, run_selftest
+
+    if not gpu:
+        raise ConfigError("hpcq selftest checks the GPU paths: pass --gpu (add --dry-run to list the parts)")
+    if dry_run:
+        print(dry_run_listing(out))
+        return
+    summary = run_selftest(out)
+    print(f"{'passed' if summary['passed'] else 'FAILED'}: {out / 'selftest.md'} and {out / 'selftest.json'}")
+    if not summary["passed"]:
+        raise typer.Exit(1)
+
+
 @bench_app.command("head")
 def bench_head(
     qubits: Annotated[int, typer.Option(help="Qubits Q of the re-uploading ansatz.")] = 10,

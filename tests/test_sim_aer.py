@@ -53,6 +53,7 @@ def test_aer_gpu_without_a_gpu_build_says_which_environment_to_use():
         expectation(circuit, weights, features, ["IIZ"], backend="aer", device="TPU")
 
 
+@pytest.mark.gpu
 def test_aer_on_gpu_equals_statevector():
     if "GPU" not in _aer_devices():
         pytest.skip("qiskit-aer has no GPU here (needs qiskit-aer-gpu and an NVIDIA GPU: the aer-gpu extra)")
