@@ -140,9 +140,7 @@ def test_init_equals_base_and_merge_round_trips(in_features, out_features, axes)
     layer = QuantaLinear(base, axes, dropout=0.1)
     x = torch.randn(5, 9, in_features)
     expected = torch.nn.functional.linear(x, original, base.bias)
-    layer.eval()
-    assert (layer(x) - expected).abs().max() < 1e-6
-    layer.train()  # with dropout active the update is (T(θ) − T(θ0))·dropout(x), still zero at init
+    layer.eval()  # without dropout (evaluation) the update is zero at init; in training see the dropout test
     assert (layer(x) - expected).abs().max() < 1e-6
 
     perturb(layer, 0.05)
@@ -182,6 +180,62 @@ def test_chain_dense_and_evaluation_paths_agree(dropout):
         changed = layer(x)
     torch.testing.assert_close(changed, layer(x.requires_grad_()).detach(), rtol=1e-5, atol=1e-6)
     assert (changed - expected).abs().max() > 1e-3
+
+
+def official_update(x: torch.Tensor, gates: list[torch.Tensor], axes: tuple[int, ...],
+                    out_features: int) -> torch.Tensor:
+    """T·x as the official forward computes it: x zero-padded to D, its training einsum, output cropped."""
+    padded = nn.functional.pad(x, (0, math.prod(axes) - x.shape[-1])).reshape(-1, *axes)
+    y = opt_einsum.contract(train_expression_string(len(axes)), padded, *gates, backend="torch")
+    return y.reshape(*x.shape[:-1], -1)[..., :out_features]
+
+
+@pytest.mark.parametrize("path", ["chain", "dense"])
+@pytest.mark.parametrize("scale", [0.0, 0.05])  # at init and after a step
+def test_dropout_follows_the_published_formula(path, scale):
+    torch.manual_seed(0)
+    axes = (4, 4, 3)
+    layer = QuantaLinear(nn.Linear(48, 32).double(), axes, dropout=0.3, path=path).double().train()
+    perturb(layer, scale)
+    dropped = []  # the dropout output the layer used, so the check does not depend on the RNG
+    layer.quanta_dropout.register_forward_hook(lambda module, inputs, output: dropped.append(output))
+    x = torch.randn(2, 5, 48, dtype=torch.float64)
+    y = layer(x)
+    (mask_input,) = dropped
+    assert (mask_input == 0).any() and not torch.equal(mask_input, x)  # dropout did act
+    base, gates, frozen = layer.base_layer, list(layer.quanta_gates.values()), layer.frozen_gates
+    # published: (W0 − T(θ0))·x + b + T(θ)·dropout(x)
+    published = (nn.functional.linear(x, base.weight, base.bias) - official_update(x, frozen, axes, 32)
+                 + official_update(mask_input, gates, axes, 32))
+    torch.testing.assert_close(y, published, rtol=1e-10, atol=1e-10)
+    # the form hpcq had before, W0·x + b + (T(θ) − T(θ0))·dropout(x), is another function
+    previous = (nn.functional.linear(x, base.weight, base.bias) + official_update(mask_input, gates, axes, 32)
+                - official_update(mask_input, frozen, axes, 32))
+    assert (y - previous).abs().max() > 1e-2
+
+
+def test_evaluation_cache_follows_any_change_of_the_gates():
+    torch.manual_seed(0)
+    layer = QuantaLinear(nn.Linear(48, 32), (4, 4, 3)).eval()
+    perturb(layer, 0.05)
+    x = torch.randn(6, 48)
+
+    def uncached() -> torch.Tensor:  # with gradients on, the layer takes its training path: no cache
+        return layer(x).detach()
+
+    with torch.no_grad():
+        layer(x)  # fills the cache
+        gate = next(iter(layer.quanta_gates.values()))
+        version = gate._version
+        gate.data.add_(0.5)  # a write autograd's version counter does not see
+        assert gate._version == version
+        after_gate = layer(x)
+    torch.testing.assert_close(after_gate, uncached(), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        layer.frozen_gates[0].data.mul_(0.5)  # θ0 as well
+        after_frozen = layer(x)
+    torch.testing.assert_close(after_frozen, uncached(), rtol=1e-5, atol=1e-5)
+    assert (after_frozen - after_gate).abs().max() > 1e-2
 
 
 def test_auto_path_is_dense_for_many_tokens_and_chain_for_few():
