@@ -119,7 +119,10 @@ def apply_gates(x: torch.Tensor, gates: Sequence[torch.Tensor], plan: Contractio
     """T(θ) applied to every row of `x` [tokens, D] (i.e. `x @ T(θ)ᵀ`), following `plan`.
 
     `gates[k]` is the gate of pair `gate_pairs(N)[k]`, shaped (out[low], out[high], in[low], in[high]); it is
-    cast to the activation's dtype, as the official code does.
+    cast to `x`'s dtype. `QuantaLinear` always passes float32 activations (it casts x to the gates' float32
+    and leaves autocast for this chain), so under bf16 autocast hpcq computes T(θ)·x in float32 and casts only
+    the result to the base GEMM's dtype: more accurate than the official code, which runs the chain in the
+    activation's dtype (bf16), and therefore not bit-identical to it.
     """
     tokens = x.shape[0]
     sizes = {TOKENS: tokens, **dict(enumerate(plan.axes))}
