@@ -1,12 +1,15 @@
-"""`hpcq doctor`: what works on this machine, and for what doesn't, why and what to install."""
+"""`hpcq doctor`: what works on this machine, and for what doesn't, why and what to install; for GPUs and MPI,
+which path a job started here would take (`path: ...` rows, from the `auto` choices' own functions) and why."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
 
 
@@ -101,6 +104,71 @@ def _aer_gpu() -> Check:
                  "environment, or the hpcq-aer-gpu image")
 
 
+#: run in a child process: MPI_Init on a login node can abort the process that calls it (Cray PMI)
+_MPI_QUERY = ("import json; from mpi4py import MPI; from hpcq.sim.distributed.exchange import mpi_cuda_aware; "
+              "aware, how = mpi_cuda_aware(); print(json.dumps([MPI.get_vendor()[0], aware, how]))")
+
+
+def _mpi_facts() -> tuple[str, bool, str] | str:
+    """(MPI vendor, CUDA-aware, how that was found), or why MPI could not be asked here."""
+    if importlib.util.find_spec("mpi4py") is None:
+        return "mpi4py is not installed (pip install 'hpcq[mpi]')"
+    try:
+        done = subprocess.run([sys.executable, "-c", _MPI_QUERY], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "MPI_Init did not return within 60 s here"
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"MPI could not start here: {last[:200]}"
+    vendor, aware, how = json.loads(done.stdout.splitlines()[-1])
+    return vendor, aware, how
+
+
+def _gpu_paths() -> list[Check]:
+    """Which GPU and MPI path a job started here would take, and why (the `auto` choices' own functions)."""
+    import torch
+
+    from hpcq.energy.devices import logical_gpu, node_local_rank, physical_gpu_of
+    from hpcq.energy.meter import open_sampler
+    from hpcq.errors import HpcqError
+    from hpcq.sim.accelerator import accelerator_of, cuquantum_installed
+    from hpcq.sim.distributed.exchange import ExchangeFacts, choose_exchange
+    from hpcq.sim.tensornet import choose_contractor
+
+    accelerator = accelerator_of(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    checks, metered = [], None
+    if accelerator != "cpu":
+        local = node_local_rank(os.environ)
+        logical = logical_gpu(local, torch.cuda.device_count())
+        try:
+            metered = physical_gpu_of(logical)
+            where = f"{'NVML' if accelerator == 'nvidia' else 'AMD SMI'} device {metered}" if metered is not None \
+                else "no NVML / AMD SMI device (no GPU energy counter)"
+            checks.append(Check("path: this rank's GPU", True, f"node-local rank {local} -> torch cuda:{logical} -> "
+                                f"{where}, which its energy is metered on"))
+        except HpcqError as err:
+            checks.append(Check("path: this rank's GPU", False, str(err), "fix the visible-device variables"))
+    custatevec = accelerator == "nvidia" and cuquantum_installed("cuquantum.bindings.custatevec")
+    contractor, why = choose_contractor("auto", accelerator, custatevec and cuquantum_installed("cuquantum.tensornet"))
+    checks.append(Check("path: tensornet contractor=auto", True, f"{contractor}: {why}"))
+    mpi = _mpi_facts()
+    if isinstance(mpi, str):
+        checks.append(Check("path: distributed exchange=auto", False, f"one rank only: {mpi}",
+                            "pip install 'hpcq[mpi]' or load the site's MPI and mpi4py"))
+    else:
+        vendor, aware, how = mpi
+        choice, why = choose_exchange("auto", ExchangeFacts(accelerator, custatevec, vendor, aware, how, True, 1))
+        fix = ("a CUDA-aware MPI (Open MPI built with CUDA/UCX, or the site's) lets cuStateVec swap GPU to GPU"
+               if choice == "mpi" and custatevec else "")
+        checks.append(Check("path: distributed exchange=auto", True, f"{choice} ({why}); MPI: {how}", fix))
+    try:
+        sampler = open_sampler("auto", None if metered is None else [metered])
+        checks.append(Check("path: energy method=auto", True, f"{sampler.method}: {'; '.join(sampler.devices)}"))
+    except HpcqError as err:
+        checks.append(Check("path: energy method=auto", False, str(err), "pip install 'hpcq[gpu]' (NVML)"))
+    return checks
+
+
 def _compiled_kernel() -> Check:
     from hpcq.sim.kernel import kernel_status
 
@@ -119,6 +187,7 @@ def diagnose() -> list[Check]:
     checks.append(_aer_gpu())
     checks += _mpi()
     checks += _gpu_libraries()
+    checks += _gpu_paths()
     checks.append(_python_package("pennylane (bench peer)", "pennylane", "bench", "hpcq bench head --peer"))
     checks.append(_python_package("snakemake", "snakemake", "test", "the study workflow"))
     checks.append(_slurm())

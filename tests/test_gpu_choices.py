@@ -79,3 +79,18 @@ def test_cuda_aware_query_answers_for_this_machines_mpi() -> None:
     if torch.cuda.is_available():
         pytest.skip(f"a GPU node: its MPI answered {aware} ({how})")
     assert aware is False and ("MPIX_Query_cuda_support() = 0" in how or "MPICH_GPU_SUPPORT_ENABLED" in how)
+
+
+def test_doctor_names_the_path_a_job_here_takes_and_why() -> None:
+    done = subprocess.run([sys.executable, "-m", "hpcq", "doctor", "--json"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    paths = {c["name"]: c for c in json.loads(done.stdout) if c["name"].startswith("path: ")}
+    assert {"path: tensornet contractor=auto", "path: distributed exchange=auto", "path: energy method=auto"} <= set(paths)
+    if torch.cuda.is_available():
+        pytest.skip("a GPU node: the choices depend on its GPU (hpcq selftest --gpu checks them there)")
+    assert paths["path: tensornet contractor=auto"]["detail"].startswith("torch: the tensors are on the CPU")
+    exchange = paths["path: distributed exchange=auto"]
+    if exchange["usable"]:  # mpi4py is installed: MPI was asked whether it is CUDA-aware
+        assert exchange["detail"].startswith("mpi (host-staged mpi4py exchange: the state is in host memory)")
+        assert "MPIX_Query_cuda_support() = 0" in exchange["detail"] or "MPICH_GPU_SUPPORT_ENABLED" in exchange["detail"]
