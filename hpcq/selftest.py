@@ -30,6 +30,8 @@ from hpcq.outputs import check_output_folder
 #: the acceptance budget on one H100/H200; the parts' limits add up to it
 TOTAL_LIMIT_S = 480
 TAIL_CHARS = 3000
+#: the checkout's tests (hpcq is installed editable, `pip install -e`, wherever the self-test runs)
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ PARTS = (
          "each test's CPU reference (statevector backend, torch contractor, Aer CPU); a test that cannot run "
          "here skips and says why",
          (sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider", "--timeout", "120",
-          "--junitxml", "{out}/gpu-tests.xml", "tests"), 150),
+          "--junitxml", "{out}/gpu-tests.xml", str(TESTS)), 150),
     Part("bench-head-cpu", "bench head Q=14, batch 435, forward+gradient on the CPU kernels",
          "the CPU side of the next part, same circuit", _head("cpu"), 40),
     Part("bench-head-cuda", "bench head Q=14, batch 435, forward+gradient on the GPU (torch)",
