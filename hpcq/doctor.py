@@ -149,7 +149,8 @@ def _gpu_paths() -> list[Check]:
         except HpcqError as err:
             checks.append(Check("path: this rank's GPU", False, str(err), "fix the visible-device variables"))
     custatevec = accelerator == "nvidia" and cuquantum_installed("cuquantum.bindings.custatevec")
-    contractor, why = choose_contractor("auto", accelerator, custatevec and cuquantum_installed("cuquantum.tensornet"))
+    cutensornet = custatevec and cuquantum_installed("cuquantum.tensornet")
+    contractor, why = choose_contractor("auto", accelerator, cutensornet)
     checks.append(Check("path: tensornet contractor=auto", True, f"{contractor}: {why}"))
     mpi = _mpi_facts()
     if isinstance(mpi, str):

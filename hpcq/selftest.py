@@ -123,7 +123,8 @@ def dry_run_listing(out: Path) -> str:
              f"in all (each part killed at its own limit); summary in {out}/selftest.json and {out}/selftest.md"]
     for number, part in enumerate(PARTS, 1):
         command = shlex.join(a.replace("{out}", str(out)) for a in part.command)
-        needs = {"gpu": "any GPU", "nvidia": "NVIDIA GPU", "cuquantum": "NVIDIA GPU + cuquantum-python"}[part.needs]
+        needs = {"gpu": "any GPU", "nvidia": "NVIDIA GPU",
+                 "cuquantum": "NVIDIA GPU + cuquantum-python"}[part.needs]
         lines += [f"{number}. {part.name} (limit {part.limit_s} s, needs {needs}): {part.what}",
                   f"   against: {part.reference}", f"   runs: {command}"]
     lines.append("Without a GPU it refuses to run; on AMD GPUs (ROCm) the cuQuantum and Aer-GPU parts are skipped "
@@ -184,7 +185,8 @@ def _headline(row: dict[str, Any], rows: dict[str, dict[str, Any]]) -> str:
         return text
     if row["name"].startswith("bench-scale"):
         return "; ".join(f"n={r['n_qubits']}: {r['time_per_pass_s'] * 1e3:.2f} ms/pass, "
-                         f"{r['bandwidth_fraction']:.0%} of copy {r['copy_gbps']:.0f} GB/s" for r in result["runs"])
+                         f"{r['bandwidth_fraction']:.0%} of copy {r['copy_gbps']:.0f} GB/s"
+                         for r in result["runs"])
     if row["name"] == "gpu-tests":
         return row.get("counts", "")
     return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items())
@@ -238,7 +240,8 @@ def run_selftest(out: Path, say=print) -> dict[str, Any]:
                 rows[-1]["counts"] = _pytest_counts(Path(rows[-1]["log"]))
         say(f"  {rows[-1]['status']} ({rows[-1]['seconds']} s)")
     summary = {"host": platform.node(), **facts, "started": started,
-               "seconds": time.perf_counter() - begin, "passed": all(r["status"] in ("passed", "skipped") for r in rows),
+               "seconds": time.perf_counter() - begin,
+               "passed": all(r["status"] in ("passed", "skipped") for r in rows),
                "parts": rows}
     write_summary(summary, out)
     return summary
@@ -331,6 +334,7 @@ def check_energy() -> None:
             passes += 1
     reading = meter.reading
     _report({"method": reading.method, "device": ", ".join(reading.devices), "torch_device": str(device),
-             "physical_index": physical, "joules_per_pass": reading.joules / passes, "mean_watts": reading.mean_watts,
+             "physical_index": physical, "joules_per_pass": reading.joules / passes,
+             "mean_watts": reading.mean_watts,
              "passes": passes})
     assert reading.joules > 0, f"{reading.method} counted no energy over {passes} passes"

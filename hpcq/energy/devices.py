@@ -103,11 +103,13 @@ def _resolve(entry: str, current: list[int], physical_uuids: Sequence[str], vari
     """One *_VISIBLE_DEVICES entry: an index into the devices still visible, or a (prefix of a) UUID."""
     if entry.isdigit():
         if int(entry) >= len(current):
-            raise ConfigError(f"{variable} names device {entry} but only {len(current)} are there; fix {variable}")
+            raise ConfigError(f"{variable} names device {entry} but only {len(current)} are there; "
+                              f"fix {variable}")
         return current[int(entry)]
     matches = [i for i, uuid in enumerate(physical_uuids) if _uuid_key(uuid).startswith(_uuid_key(entry))]
     if len(matches) != 1 or matches[0] not in current:
-        raise ConfigError(f"{variable} entry {entry!r} matches {len(matches)} of this node's GPUs; name the GPU by "
+        raise ConfigError(f"{variable} entry {entry!r} matches {len(matches)} of this node's GPUs; "
+                          "name the GPU by "
                           f"index, or by the UUID nvidia-smi -L / amd-smi list shows")
     return matches[0]
 

@@ -142,13 +142,15 @@ def choose_exchange(requested: str, facts: ExchangeFacts) -> tuple[str, str]:
         (facts.mpi_vendor not in CUSTATEVEC_MPI_VENDORS,
          f"cuStateVec has communicators for {' and '.join(CUSTATEVEC_MPI_VENDORS)}, not {facts.mpi_vendor}"),
         (not facts.cuda_aware, f"MPI is not known to be CUDA-aware: {facts.cuda_aware_how}"),
-        (not facts.spans_world, "the communicator is not MPI_COMM_WORLD (cuStateVec's communicators use the world)"),
+        (not facts.spans_world,
+         "the communicator is not MPI_COMM_WORLD (cuStateVec's communicators use the world)"),
         (facts.batch & (facts.batch - 1) != 0, f"batch {facts.batch} is not a power of two"),
     ]
     for blocked, why in blockers:
         if blocked:
             return "mpi", f"host-staged mpi4py exchange: {why}"
-    return "custatevec", f"cuStateVec's device-to-device swap worker: NVIDIA GPU, CUDA-aware MPI ({facts.cuda_aware_how})"
+    return "custatevec", ("cuStateVec's device-to-device swap worker: NVIDIA GPU, CUDA-aware MPI "
+                          f"({facts.cuda_aware_how})")
 
 
 def _libmpi_function(name: str):
