@@ -56,7 +56,8 @@ def test_report_compares_quanta_and_lora(tmp_path, sst2):
     table = (tmp_path / "bench" / "report.md").read_text()
     assert "| SST-2 | lora (r=11) |" in table and "merged / base" in table
     assert json.loads((tmp_path / "bench" / "report.json").read_text())["load_after"]
-    assert sorted(p.name for p in (tmp_path / "bench" / "runs").glob("*.h5")) == ["SST-2-lora-lr0.003.h5", "SST-2-quanta-lr0.003.h5"]
+    assert (sorted(p.name for p in (tmp_path / "bench" / "runs").glob("*.h5"))
+            == ["SST-2-lora-lr0.003.h5", "SST-2-quanta-lr0.003.h5"])
 
 
 def test_bad_method_and_wrong_task_are_refused(tmp_path, sst2):
@@ -109,4 +110,5 @@ def test_learning_rate_sweep_chooses_on_held_out_train_rows(tmp_path, sst2):
     validation_run = read_run(tmp_path / "bench" / "validation-runs" / f"SST-2-quanta-lr{sweep['lr']:g}.h5")
     assert validation_run.final["test_size"] == 8 and validation_run.final["train_size"] == 12
     assert read_run(row["run_file"]).config["train"]["lr_by_method"]["quanta"] == sweep["lr"]
-    assert "Learning rates chosen on validation (8 GLUE train rows held out" in (tmp_path / "bench" / "report.md").read_text()
+    assert "Learning rates chosen on validation (8 GLUE train rows held out" in (tmp_path / "bench" /
+                                                                                 "report.md").read_text()

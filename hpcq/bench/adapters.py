@@ -18,9 +18,9 @@ Three measurements per task, each made so that a machine shared with other jobs 
   logits agree.
 
 With learning rates to sweep (`lrs`), each adapter method (QuanTA, LoRA) is first trained once per rate on a
-validation copy of the task (`out/validation-data/`: GLUE train with `validation_rows` rows held out as its dev
-split, so selection never sees GLUE dev); the rate with the best validation metric is the one its quality run
-(on GLUE dev) uses. Full fine-tuning and the frozen body keep the run config's rates.
+validation copy of the task (`out/validation-data/`: GLUE train with `validation_rows` rows held out as its
+dev split, so selection never sees GLUE dev); the rate with the best validation metric is the one its quality
+run (on GLUE dev) uses. Full fine-tuning and the frozen body keep the run config's rates.
 
 `uptime` load averages are recorded before and after; the report is JSON plus a Markdown table.
 """
@@ -154,8 +154,8 @@ def validation_root(task: str, rows: int, seed: int, out: Path) -> Path:
 
 
 def select_rate(scores: dict[float, float | None]) -> float:
-    """The learning rate with the best validation metric (higher is better; None: the run diverged); ties go to
-    the smaller rate."""
+    """The learning rate with the best validation metric (higher is better; None: the run diverged); ties go
+    to the smaller rate."""
     finite = {lr: score for lr, score in scores.items() if score is not None}
     if not finite:
         raise ConfigError(f"every learning rate of the sweep ({sorted(scores)}) diverged; try smaller rates")
@@ -173,15 +173,17 @@ def sweep_rates(config: dict, spec: AdapterBenchSpec, out: Path, progress: bool)
 
     task, method = config["data"]["glue_task"], config["method"]
     root = validation_root(task, spec.validation_rows, config["seed"], out / "validation-data")
-    held_out = apply_overrides(config, [f"data.tokens_dir={out / 'validation-tokens'}", "data.test_subset=null"])
+    held_out = apply_overrides(config, [f"data.tokens_dir={out / 'validation-tokens'}",
+                                        "data.test_subset=null"])
     scores: dict[float, float | None] = {}
     for lr in spec.lrs:
         if progress:
-            print(f"[bench adapters] {task} {method}: validation run at lr {lr:g} (load {load_average()})", flush=True)
+            print(f"[bench adapters] {task} {method}: validation run at lr {lr:g} (load {load_average()})",
+                  flush=True)
         run_file = out / "validation-runs" / f"{task}-{method}-lr{lr:g}.h5"
         run_file.parent.mkdir(parents=True, exist_ok=True)
         error = _train_process(_with_rate(held_out, lr), run_file, root)
-        if error is not None and "the run diverged" not in error:  # a diverged rate is a result, not a failure
+        if error is not None and "the run diverged" not in error:  # a diverged rate is a result, not an error
             raise ConfigError(f"validation run {run_file.name} failed: {error}")
         scores[lr] = None if error is not None else float(read_run(run_file).final["test_metric"])
     return {"validation": {f"{lr:g}": score for lr, score in scores.items()}, "lr": select_rate(scores),
@@ -370,9 +372,9 @@ def run_adapter_bench(spec: AdapterBenchSpec, out: Path, progress: bool = True) 
                     config = _with_rate(config, sweep["lr"])
                 if progress:
                     print(f"[bench adapters] {task} {method}: training run (load {load_average()})", flush=True)
-                lr = learning_rate(config)  # in the file name, so a later sweep reuses a run at its chosen rate
-                task_report.methods[method] = {**_quality_run(config, out / "runs" / f"{task}-{method}-lr{lr:g}.h5"),
-                                               "lr": lr, **({"sweep": sweep} if sweep else {})}
+                lr = learning_rate(config)  # in the file name: a later sweep reuses a run at its chosen rate
+                run = _quality_run(config, out / "runs" / f"{task}-{method}-lr{lr:g}.h5")
+                task_report.methods[method] = {**run, "lr": lr, **({"sweep": sweep} if sweep else {})}
         if progress:
             print(f"[bench adapters] {task}: interleaved step timing (load {load_average()})", flush=True)
         timings, task_report.inference, task_report.batch_tokens = speed(configs[spec.methods[0]], spec.methods, spec)
@@ -400,8 +402,9 @@ def _sweep_lines(report: dict[str, Any]) -> list[str]:
             for name, row in task_report["methods"].items() if "sweep" in row]
     if not rows:
         return []
-    lines = ["", f"Learning rates chosen on validation ({rows[0][2]['validation_rows']} GLUE train rows held out; "
-             "diverged: the loss became NaN/Inf):", "", "| task | method | validation metric per lr |", "|---|---|---|"]
+    lines = ["", f"Learning rates chosen on validation ({rows[0][2]['validation_rows']} GLUE train rows held "
+             "out; diverged: the loss became NaN/Inf):", "", "| task | method | validation metric per lr |",
+             "|---|---|---|"]
     for task, name, sweep in rows:
         cells = [("diverged" if score is None else f"{score:.4f}") for score in sweep["validation"].values()]
         marked = [f"**{lr}: {cell}**" if float(lr) == sweep["lr"] else f"{lr}: {cell}"
@@ -417,8 +420,10 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"{spec['train_subset']}, {spec['epochs']} epoch(s), {spec['threads']} thread(s), {spec['repeats']} "
              f"interleaved training rounds, {spec['inference_repeats']} inference rounds. Load average before "
              f"{report['load_before']}, after {report.get('load_after')}.", "",
-             "| task | method | trainable params | lr | test metric | step s (interleaved median) | × LoRA (paired median) "
-             "| step s (in run) | activations MB | grads+AdamW MB | peak RSS MB (run) |", "|" + "---|" * 11]
+             "| task | method | trainable params | lr | test metric | step s (interleaved median) "
+             "| × LoRA (paired median) | step s (in run) | activations MB | grads+AdamW MB "
+             "| peak RSS MB (run) |",
+             "|" + "---|" * 11]
     for task, task_report in report["tasks"].items():
         methods = task_report["methods"]
         for name, row in methods.items():
