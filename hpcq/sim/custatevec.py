@@ -24,6 +24,7 @@ import torch
 
 from hpcq.circuits.circuit import Circuit
 from hpcq.errors import ConfigError, MissingDependencyError
+from hpcq.sim.accelerator import accelerator_of
 from hpcq.sim.fusion import Block
 from hpcq.sim.layout import canonical_layout
 from hpcq.sim.measure import adjoint_seed
@@ -183,6 +184,9 @@ def expectation(
     if weights.device.type != "cuda":
         raise ConfigError(f"the custatevec backend runs on an NVIDIA GPU but weights are on {weights.device}; "
                           "move weights and features to 'cuda' (or use backend='statevector' on CPU)")
+    if accelerator_of(weights.device) == "amd":
+        raise ConfigError("the custatevec backend runs on NVIDIA GPUs (cuQuantum) and this is a ROCm GPU; "
+                          "use backend='statevector', which runs on it through torch")
     weights, features, batch = _validate_inputs(circuit, weights, features)
     paulis = parse_observables(observables, circuit.n_qubits)
     compiled = compile_circuit(circuit, max_fused_qubits, max_fused_rotations)

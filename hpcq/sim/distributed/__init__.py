@@ -10,9 +10,9 @@ through mpi4py `Sendrecv` on contiguous buffers (`exchange="mpi"`, CPU or GPU te
 through host memory) or, on NVIDIA GPUs, through cuStateVec's distributed index-bit-swap scheduler and
 state-vector swap worker (`exchange="custatevec"`, needs the `gpu` extra and CUDA-aware MPI; checked against
 the cuquantum-python 26.9 bindings on CPU but not yet run on GPUs here, see `custatevec_swap.py`).
-`exchange="auto"` takes cuStateVec only on NVIDIA GPUs whose MPI says it is CUDA-aware (`choose_exchange`). A memory plan
-(`hpcq.sim.plan`) runs before any allocation and stops an oversized run with the rank and node count that
-would fit.
+`exchange="auto"` takes cuStateVec only on NVIDIA GPUs whose MPI says it is CUDA-aware (`choose_exchange`).
+A memory plan (`hpcq.sim.plan`) runs before any allocation and stops an oversized run with the rank and node
+count that would fit.
 """
 
 from __future__ import annotations
