@@ -18,7 +18,7 @@ class QuantaConfig:
     target_modules: layer names (suffix match, e.g. ["query", "value"] or ["q_proj", "v_proj"]) or one regex.
     axes: the factorisation d_1 … d_N of every targeted layer's dimension max(in, out); None chooses, per layer,
         the most balanced split into `n_axes` factors (e.g. 384 → 6-4-4-4, 4096 → 8-8-8-8).
-    dropout: dropout on the update's input.
+    dropout: dropout on the input of T(θ) only, as published: (W0 − T(θ0))·x + b + T(θ)·dropout(x).
     path: how a training forward is computed: "chain" (the gates on the activations), "dense" (T(θ) folded into
         the base GEMM) or "auto" (per batch, the cheaper one; `hpcq.adapters.quanta.layer` explains the costs).
     modules_to_save: further modules trained and saved with the adapter in full (e.g. a classifier head).
