@@ -19,7 +19,7 @@ from hpcq.data import data_root, embed_dataset, load_sst2_sentences
 from hpcq.errors import ConfigError, DataError
 from hpcq.models import build_head
 from hpcq.results import read_run
-from hpcq.train.checkpoint import checkpoint_path, load_checkpoint
+from hpcq.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from hpcq.train.config import load_config
 from hpcq.train.head import train_head
 from hpcq.train.loop import TrainState
@@ -288,6 +288,17 @@ def test_checkpoints_hold_only_what_the_restricted_loader_accepts(shard_dir, tmp
     assert saved["state"].epoch == 1 and saved["optimizer"]["state"]
     set_rng_state(saved["rng"][0])
     assert draws() == expected
+
+
+def test_numpy_scalars_in_a_checkpoint_are_saved_as_numbers(tmp_path):
+    """Under MPI the reduced losses came back as numpy scalars, so a Slurm job's checkpoint could not be resumed
+    (the restricted loader refuses numpy's scalar type): they are saved as the numbers they hold."""
+    state = TrainState(epoch=1, best_accuracy=np.float64(0.75))
+    state.step_loss.append(np.float64(0.5))
+    save_checkpoint(tmp_path / "run.h5.ckpt", {"state": state, "config": {"lr": np.float32(0.01)}})
+    saved = load_checkpoint(tmp_path / "run.h5.ckpt", types=[TrainState])
+    assert saved["state"].step_loss == [0.5] and type(saved["state"].step_loss[0]) is float
+    assert saved["state"].best_accuracy == 0.75 and saved["config"]["lr"] == pytest.approx(0.01)
 
 
 def test_a_diverged_run_stops_with_the_epoch_and_the_rate_and_writes_no_result(shard_dir, tmp_path):

@@ -10,12 +10,14 @@ workflow job reads under `--resume`, cannot run code.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from hpcq.errors import ConfigError, DataError
@@ -28,10 +30,25 @@ def checkpoint_path(result_path: str | Path) -> Path:
     return result_path.with_name(result_path.name + ".ckpt")
 
 
+def plain_values(value: Any) -> Any:
+    """`value` with every numpy scalar (a metric from numpy, a config value) made the Python number it holds,
+    through dicts, lists, tuples and dataclasses: the restricted loader refuses numpy's scalar type."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: plain_values(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain_values(item) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: plain_values(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    return value
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write `state` (tensors, numbers, RNG states, curves) atomically; a full disk is a one-line error."""
     with writing(Path(path), "checkpoint") as tmp:
-        torch.save(state, tmp)
+        torch.save(plain_values(state), tmp)
 
 
 def load_checkpoint(path: str | Path, mmap: bool = False, types: Sequence[type] = ()) -> dict[str, Any] | None:

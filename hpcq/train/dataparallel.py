@@ -37,7 +37,7 @@ def allreduce_sum(values: list[float], world: World) -> list[float]:
         return values
     from mpi4py import MPI
 
-    return list(world.comm.allreduce(torch.tensor(values, dtype=torch.float64).numpy(), op=MPI.SUM))
+    return [float(v) for v in world.comm.allreduce(torch.tensor(values, dtype=torch.float64).numpy(), op=MPI.SUM)]
 
 
 def gather_to_root(value: Any, world: World) -> list[Any]:
