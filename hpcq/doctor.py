@@ -170,6 +170,29 @@ def _gpu_paths() -> list[Check]:
     return checks
 
 
+#: (qubits, batch, gradient) doctor shows backend="auto"'s choice for: the paper head's training step, one
+#: large state forward and with its gradient, and a batch beyond this machine's memory
+AUTO_SHAPES = ((14, 435, True), (24, 1, False), (24, 1, True), (34, 64, False))
+
+
+def _auto_backend() -> list[Check]:
+    """What backend="auto" takes here for `AUTO_SHAPES` of the re-uploading ansatz, float32, and why."""
+    import torch
+
+    from hpcq.circuits import reuploading_ansatz
+    from hpcq.sim.auto import call_facts, choose_backend
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    checks = []
+    for qubits, batch, gradient in AUTO_SHAPES:
+        circuit = reuploading_ansatz(qubits, 1, 1, 1)
+        weights = torch.zeros(circuit.n_weights, device=device, requires_grad=gradient)
+        name, why = choose_backend(call_facts(circuit, weights, torch.zeros(batch, qubits, device=device)))
+        checks.append(Check(f"path: backend=auto, {qubits} qubits, batch {batch}, "
+                            f"{'forward+gradient' if gradient else 'forward'}", True, f"{name}: {why}"))
+    return checks
+
+
 def _compiled_kernel() -> Check:
     from hpcq.sim.kernel import kernel_status
 
@@ -184,6 +207,7 @@ def diagnose() -> list[Check]:
     checks = _torch_devices()
     checks.append(Check("backend statevector", True, "PyTorch, CPU" + (" and GPU" if checks[1].usable else "")))
     checks.append(_compiled_kernel())
+    checks += _auto_backend()
     checks.append(_python_package("backend aer", "qiskit_aer", "test", "reference simulator, noise, shots"))
     checks.append(_aer_gpu())
     checks += _mpi()

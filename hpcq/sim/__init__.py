@@ -1,4 +1,6 @@
-"""Simulator backends behind one interface: `expectation(circuit, weights, features, observables, backend=...)`."""
+"""Simulator backends behind one interface: `expectation(circuit, weights, features, observables, backend=...)`.
+
+`backend="auto"` (the default) picks one per call (`hpcq.sim.auto`); a named backend is always the one used."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from hpcq.errors import ConfigError
 
 #: backend name → module implementing `expectation(circuit, weights, features, observables, **options)`
 BACKENDS: dict[str, str] = {
+    "auto": "hpcq.sim.auto",
     "statevector": "hpcq.sim.statevector",
     "aer": "hpcq.sim.aer",
     "distributed": "hpcq.sim.distributed",
@@ -31,7 +34,7 @@ def expectation(
     weights: torch.Tensor,
     features: torch.Tensor | None,
     observables: str | Sequence[str] = "Z",
-    backend: str = "statevector",
+    backend: str = "auto",
     **options,
 ) -> torch.Tensor:
     """Expectation values [batch, n_observables], differentiable in `weights` and `features`.
