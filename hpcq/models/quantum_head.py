@@ -97,7 +97,7 @@ class QuantumHead(nn.Module):
         encoders: int = 1,
         encoder_qubits: int | None = None,
         measured: int = 1,
-        backend: str = "statevector",
+        backend: str = "auto",
         shots: int | None = None,
         noise: NoiseSpec | dict | None = None,
         *,
@@ -131,8 +131,11 @@ class QuantumHead(nn.Module):
         if dtype not in (torch.float32, torch.float64):
             raise ConfigError(f"dtype={dtype} must be torch.float32 or torch.float64")
         self.in_features, self.n_qubits, self.n_classes = in_features, n_qubits, n_classes
-        self.backend, self.shots = backend, check_shots(shots)
+        self.shots = check_shots(shots)
         self.noise = NoiseSpec.from_config(noise)
+        # noise runs by trajectories on the statevector backend only, so that is what auto means for a noisy head
+        noisy = self.noise is not None and not self.noise.is_ideal
+        self.backend = "statevector" if backend == "auto" and noisy else backend
         self.encoder_input = _choice("encoder_input", encoder_input, ENCODER_INPUTS)
         self.merge = _choice("merge", merge, MERGES)
         self.readout = _choice("readout", readout, READOUTS)
