@@ -127,16 +127,19 @@ def bench_scale(
     fused_qubits: Annotated[Optional[int], typer.Option(
         help="Widest fused block (qubits); a pass is one block. Default: the backend's own.")] = None,
     kernel: Annotated[str, typer.Option(help="distributed backend: auto (compiled CPU kernels), compiled or torch.")] = "auto",
+    peer: Annotated[Optional[str], typer.Option(
+        help="Also time peers on the same gate list (1 rank), values checked: any of qsim,aer,qulacs.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Time per gate pass, GB/s against the node's measured copy bandwidth, communication, strong and weak
     scaling of one state vector over MPI ranks; starts itself under mpiexec when --ranks asks for more."""
     from hpcq.bench.scale import ScaleSpec, bench_scale as run_bench, parse_qubits, parse_ranks
+    from hpcq.bench.scale_peers import parse_peers
     from hpcq.outputs import check_output_file
 
     check_output_file(out, "--out")  # before mpiexec starts and the timings run
     spec = ScaleSpec(parse_qubits(qubits), parse_ranks(ranks), backend, layers, connectivity, reuploads, dtype,
-                     _usable_device(device), threads, min_seconds, fused_qubits, kernel)
+                     _usable_device(device), threads, min_seconds, fused_qubits, kernel, parse_peers(peer))
     code = run_bench(spec, out, as_json)
     if code:
         raise typer.Exit(code)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,52 @@ def test_last_level_cache_from_sysfs(tmp_path):
             (folder / name).write_text(f"{value}\n")
     assert cpu_last_level_cache_bytes(tmp_path) == 480 * 2**20
     assert cpu_last_level_cache_bytes(tmp_path / "absent") == 0
+
+
+def _installed_peers() -> tuple[str, ...]:
+    import importlib.util
+
+    from hpcq.bench.scale_peers import PEERS
+
+    return tuple(p for p, (module, _) in PEERS.items() if importlib.util.find_spec(module) is not None)
+
+
+def test_peers_run_the_same_gates_agree_and_are_stored(tmp_path):
+    from hpcq.bench.scale import write_results
+
+    peers = _installed_peers()
+    if not peers:
+        pytest.skip("no bench scale peer installed (pip install 'hpcq[bench]')")
+    report = run_scale_bench(ScaleSpec((6, 7), (1,), min_seconds=0.02, peers=peers), say=lambda _: None)
+    write_results(report, tmp_path / "peers.h5")
+    for row in report["runs"]:
+        for peer in peers:
+            assert abs(row[f"{peer}_z0"] - row["z0"]) < 1e-4
+            assert row[f"{peer}_ratio"] == pytest.approx(row[f"{peer}_time_per_call_s"] / row["time_per_call_s"])
+    stored = read_run(tmp_path / "peers" / "n07_r1.h5").final
+    assert {f"{peer}_ratio" for peer in peers} <= set(stored)
+
+
+def test_a_peer_that_disagrees_stops_the_benchmark():
+    import torch
+
+    from hpcq.bench.scale import _peer_columns
+    from hpcq.circuits import reuploading_ansatz
+
+    circuit = reuploading_ansatz(4, 1, 1, 1)
+    generator = torch.Generator().manual_seed(0)
+    weights, features = torch.rand(circuit.n_weights, generator=generator) + 1, torch.rand(1, 4, generator=generator) + 1
+    z0 = 1.0  # <Z_0> of |0000>, before any gate: not this circuit's
+    with pytest.raises(AssertionError, match="aer gives <Z_0> = .* not a benchmark"):
+        _peer_columns(ScaleSpec((4, 4), (1,), min_seconds=0.01, peers=("aer",)), circuit, weights, features, z0, 1.0)
+
+
+def test_peer_arguments_are_checked():
+    from hpcq.bench.scale_peers import parse_peers
+
+    assert parse_peers(None) == () and parse_peers("aer, aer") == ("aer",)
+    with pytest.raises(ConfigError, match="--peer 'quest' is not a bench scale peer; use any of qsim, aer, qulacs"):
+        parse_peers("aer,quest")
+    with pytest.raises(ConfigError, match="--peer aer times single-process simulators; use --ranks 1"):
+        ScaleSpec((10, 12), (1, 2), peers=("aer",)).validate()
+    assert ScaleSpec((10, 12), (1,), peers=("qsim", "aer")).arguments(Path("x.h5"), False)[-2:] == ["--peer", "qsim,aer"]

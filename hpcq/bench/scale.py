@@ -22,6 +22,10 @@ t(n, r). Output: `--out X.h5` is a `bench_scale_summary` file (the tables, any r
 run is `X/n<NN>_r<R>.h5` of kind `bench_scale` (final/: n_qubits, ranks, time_per_pass_s, bytes_moved,
 achieved_gbps, copy_gbps, comm_time_s, comm_bytes, ...; energy/: the runs' EnergyMeter readings), which
 `hpcq aggregate`, `hpcq energy --results` and `hpcq report` read.
+
+`--peer qsim,aer,qulacs` (one rank) also times other simulators on the identical RY/CNOT gate list
+(`scale_peers`), checks that each gives hpcq's <Z_0> (1e-4 in single precision, 1e-8 in double) and stores
+per peer its seconds per call, its <Z_0> and the ratio peer seconds / hpcq seconds (above 1: hpcq is faster).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class ScaleSpec:
     min_seconds: float = 1.0
     fused_qubits: int | None = None
     kernel: str = "auto"
+    peers: tuple[str, ...] = ()
 
     def validate(self) -> None:
         first, last = self.qubits
@@ -82,6 +87,8 @@ class ScaleSpec:
             raise ConfigError(f"--min-seconds {self.min_seconds} must be positive")
         if self.fused_qubits is not None and not 1 <= self.fused_qubits <= 10:
             raise ConfigError(f"--fused-qubits {self.fused_qubits} must be between 1 and 10")
+        if self.peers and max(self.ranks) > 1:
+            raise ConfigError(f"--peer {','.join(self.peers)} times single-process simulators; use --ranks 1")
 
     def arguments(self, out: Path, as_json: bool) -> list[str]:
         """The command-line arguments that reproduce this spec (for relaunching under mpiexec)."""
@@ -94,6 +101,8 @@ class ScaleSpec:
             args += ["--fused-qubits", str(self.fused_qubits)]
         if self.threads:
             args += ["--threads", str(self.threads)]
+        if self.peers:
+            args += ["--peer", ",".join(self.peers)]
         return args + (["--json"] if as_json else [])
 
 
@@ -323,6 +332,7 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
     achieved = bytes_moved / ranks / time_per_pass / 1e9
     cache_bytes, cache_source = last_level_cache(device)
     return {
+        **_peer_columns(spec, circuit, weights, features, values[-1], seconds),
         "n_qubits": n, "ranks": ranks, "time_per_pass_s": time_per_pass, "time_per_call_s": seconds,
         "passes": passes, "calls": calls, "bytes_moved": bytes_moved, "achieved_gbps": achieved,
         "copy_gbps": copy, "bandwidth_fraction": achieved / copy, "comm_time_s": per_call_comm_s,
@@ -332,6 +342,27 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
         "fused_qubits": fused, "kernel": spec.kernel if spec.backend == "distributed" else "",
         "cache_bytes": cache_bytes, "cache_source": cache_source,
     }
+
+
+def _peer_columns(spec: ScaleSpec, circuit, weights: torch.Tensor, features: torch.Tensor, z0: float,
+                  seconds: float) -> dict[str, float]:
+    """Each peer's seconds per call, <Z_0> and ratio to hpcq's seconds, on the identical gate list; a peer whose
+    <Z_0> differs from hpcq's stops the benchmark (a fast wrong answer is not a result)."""
+    from hpcq.bench.scale_peers import bound_gates, peer_call
+
+    columns: dict[str, float] = {}
+    gates = bound_gates(circuit, weights, features) if spec.peers else []
+    for peer in spec.peers:
+        call = peer_call(peer, circuit.n_qubits, gates, DTYPES[spec.dtype], torch.get_num_threads())
+        peer_seconds, _, _ = timed_calls(call, None, spec.min_seconds)
+        value = call()
+        tolerance = 1e-8 if spec.dtype == "float64" and peer != "qsim" else 1e-4
+        if abs(value - z0) > tolerance:
+            raise AssertionError(f"{peer} gives <Z_0> = {value:.8f} and hpcq {z0:.8f} at {circuit.n_qubits} qubits "
+                                 f"(more than {tolerance} apart): not a benchmark")
+        columns.update({f"{peer}_time_per_call_s": peer_seconds, f"{peer}_z0": value,
+                        f"{peer}_ratio": peer_seconds / seconds})
+    return columns
 
 
 # --- the whole benchmark ------------------------------------------------------------------------------------
@@ -444,16 +475,21 @@ def render(report: dict[str, Any]) -> None:
     for column in ("qubits", "ranks", "ms / pass", "GB/s / rank", "copy GB/s", "of copy", "comm s / call",
                    "comm MiB / call", "energy J", "load"):
         table.add_column(column, justify="right")
+    peers = spec.get("peers") or ()
+    table.add_column("s / call", justify="right")
+    for peer in peers:
+        table.add_column(f"{peer} s (ratio)", justify="right")
     for row in report["runs"]:
         table.add_row(str(row["n_qubits"]), str(row["ranks"]), f"{row['time_per_pass_s'] * 1e3:.3f}",
                       f"{row['achieved_gbps']:.2f}", f"{row['copy_gbps']:.2f}", f"{row['bandwidth_fraction']:.0%}",
                       f"{row['comm_time_s']:.3f}", f"{row['comm_bytes'] / 2**20:.1f}",
-                      f"{row['energy']['joules']:.1f}", f"{row['load_1min']:.1f}")
+                      f"{row['energy']['joules']:.1f}", f"{row['load_1min']:.1f}", f"{row['time_per_call_s']:.3f}",
+                      *(f"{row[f'{p}_time_per_call_s']:.3f} ({row[f'{p}_ratio']:.1f}x)" for p in peers))
     terminal = Console().is_terminal
     console = Console(width=None if terminal else 140, highlight=False, color_system="auto" if terminal else None)
     console.print(table)
     console.print(f"energy method: {report['runs'][0]['energy']['method']}; load = 1-minute load average at the "
-                  "start of each run")
+                  "start of each run" + ("; peer ratio = peer s / hpcq s (above 1: hpcq is faster)" if peers else ""))
     for entry in report["strong"]:
         console.print(f"strong scaling at {entry['n_qubits']} qubits, 1 → {entry['ranks']} ranks: "
                       f"efficiency {entry['efficiency']:.0%} (speed-up {entry['speedup']:.2f}x)")
