@@ -51,6 +51,7 @@ head --backend statevector|distributed --layers 1 --connectivity 1 --reuploads 1
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from dataclasses import dataclass
@@ -64,6 +65,8 @@ LOG = logging.getLogger("hpcq.sim")
 #: single-sample calls of at least this many qubits run in place on the distributed backend (one process)
 IN_PLACE_FORWARD_QUBITS = 20
 IN_PLACE_GRADIENT_QUBITS = 20
+#: states smaller than this (complex128, with gradient) fit anywhere hpcq runs, so memory is not asked for them
+SURELY_FREE_BYTES = 256 * 2**20
 #: the backends auto chooses among; aer (the reference) and custatevec (not yet run on a GPU here) only by name
 CANDIDATES = ("statevector", "distributed", "tensornet")
 
@@ -99,22 +102,25 @@ def choose_backend(facts: CallFacts) -> tuple[str, str]:
     return "statevector", f"batch {facts.batch} at {facts.n_qubits} qubits: the batched compiled kernels"
 
 
-def _accepting(options: dict) -> tuple[str, ...]:
-    """The candidates whose `expectation` takes every one of `options` by name."""
+@functools.lru_cache(maxsize=64)
+def _accepting(option_names: frozenset[str]) -> tuple[str, ...]:
+    """The candidates whose `expectation` takes every one of `option_names` (cached: a small call takes 0.1 ms)."""
     from hpcq.sim import backend_module
 
     allowed = tuple(name for name in CANDIDATES
-                    if set(options) <= set(inspect.signature(backend_module(name).expectation).parameters))
+                    if option_names <= set(inspect.signature(backend_module(name).expectation).parameters))
     if not allowed:
-        raise ConfigError(f"backend='auto' takes no backend with options {', '.join(sorted(options))}; name the "
-                          f"backend these options belong to (one of {', '.join(CANDIDATES)}, aer, custatevec)")
+        raise ConfigError(f"backend='auto' takes no backend with options {', '.join(sorted(option_names))}; name "
+                          f"the backend these options belong to (one of {', '.join(CANDIDATES)}, aer, custatevec)")
     return allowed
 
 
 def _statevector_fits(n: int, batch: int, dtype: torch.dtype, device: torch.device, gradient: bool) -> bool:
     from hpcq.errors import ResourceError
-    from hpcq.sim.memory import check_statevector_fits
+    from hpcq.sim.memory import STATES_WITH_GRADIENT, check_statevector_fits
 
+    if STATES_WITH_GRADIENT * batch * 2**n * 16 < SURELY_FREE_BYTES:  # skip asking the OS on every small call
+        return True
     try:
         check_statevector_fits(n, batch, dtype, False, device, gradient)
     except ResourceError:
@@ -133,7 +139,7 @@ def call_facts(circuit, weights: torch.Tensor, features: torch.Tensor | None, **
         _compiled_kernels(options.get("kernel", "auto"), circuit, weights.device) is not None
     return CallFacts(circuit.n_qubits, batch, gradient, accelerator_of(weights.device), kernels,
                      _statevector_fits(circuit.n_qubits, batch, weights.dtype, weights.device, gradient),
-                     circuit.amplitude_features is not None, _accepting(options))
+                     circuit.amplitude_features is not None, _accepting(frozenset(options)))
 
 
 def _local_comm():
