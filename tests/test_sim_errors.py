@@ -70,14 +70,14 @@ def test_ansatz_sizes_are_checked():
 def test_a_state_too_large_for_memory_stops_before_allocating():
     circuit = Circuit(40).gate("ry", 0, weight=0)
     with pytest.raises(ResourceError, match=r"40-qubit state vector .* needs about .* Fix: .* qubits fit"):
-        expectation(circuit, torch.zeros(1), None, ["I" * 39 + "Z"])
+        expectation(circuit, torch.zeros(1), None, ["I" * 39 + "Z"], backend="statevector")
 
 
 def test_a_circuit_too_large_even_for_one_sample_names_the_alternatives_not_batch_0():
     """Issue 13: 60 qubits advised "use batch <= 0"; a smaller batch cannot help when one sample does not fit."""
     circuit = Circuit(60).gate("ry", 0, weight=0)
     with pytest.raises(ResourceError) as caught:
-        expectation(circuit, torch.zeros(1), None, ["I" * 59 + "Z"])
+        expectation(circuit, torch.zeros(1), None, ["I" * 59 + "Z"], backend="statevector")
     message = str(caught.value)
     assert "batch <= 0" not in message and "<= 0 qubits" not in message
     assert "too large for this memory even at batch 1 (12288.0 PiB per sample)" in message
