@@ -183,8 +183,9 @@ def bench_adapters(
 def embed(
     dataset: Annotated[str, typer.Option(help="sst2-sentences, glue/SST-2, glue/MRPC, glue/RTE, glue/CoLA, "
                                               "glue/STS-B, or SetFit/sst2 (online only).")] = "sst2-sentences",
-    model: Annotated[str, typer.Option(help="'packaged' (offline all-MiniLM-L6-v2), a Hugging Face model name, "
-                                            "or a local sentence-transformers folder.")] = "packaged",
+    model: Annotated[str, typer.Option(help="'packaged' (offline all-MiniLM-L6-v2), 'all-mpnet-base-v2' (offline, "
+                                            "the hpcq[mpnet] extra), a Hugging Face model name, or a local "
+                                            "sentence-transformers folder.")] = "packaged",
     out_dir: Annotated[Optional[Path], typer.Option(help="Shard folder (default: $HPCQ_DATA/embeddings).")] = None,
     shard_size: Annotated[int, typer.Option(help="Rows per HDF5 shard.")] = 4096,
     batch_size: Annotated[int, typer.Option(help="Sentences per encoder batch.")] = 64,

@@ -16,6 +16,8 @@ import torch
 import yaml
 
 from hpcq.data import data_root, embed_dataset, load_sst2_sentences
+from hpcq.data.sentence_model import resolve_model
+from hpcq.data.stage import file_sha256
 from hpcq.errors import ConfigError, DataError
 from hpcq.models import build_head
 from hpcq.results import read_run
@@ -107,6 +109,9 @@ def test_classical_heads_write_the_same_schema(kind, shard_dir, tmp_path):
     assert {"val_accuracy", "test_accuracy", "test_size", "n_trainable_params", "best_epoch", "epochs_run"} <= set(
         run.final)
     assert run.final["test_size"] == 180 and 0.5 <= run.final["test_accuracy"] <= 1.0
+    spec = resolve_model("packaged")  # the result names the body and its weights
+    assert run.extra["body"]["model"] == "packaged" and run.extra["body"]["model_id"] == spec.model_id
+    assert run.extra["body"]["weights_sha256"] == file_sha256(Path(spec.location) / "model.safetensors")
     if kind in ("logreg", "svc"):
         assert run.final["val_accuracy"] == max(run.metrics["grid_val_accuracy"])
     if kind == "mlp_matched":
@@ -201,8 +206,6 @@ def test_missing_data_names_the_data_keys(tmp_path, monkeypatch):
 def test_shards_of_another_model_than_the_config_names(shard_dir, tmp_path, monkeypatch):
     """The folder holds only shards by the packaged MiniLM, the config names another model, and that model
     cannot be loaded (offline): the error names both models, the folder and the fix."""
-    from hpcq.data.sentence_model import resolve_model
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     other = "sentence-transformers/paraphrase-mpnet-base-v2"
     config = load_config(write_config(tmp_path, shard_dir, data={"model": other}))

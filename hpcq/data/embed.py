@@ -27,6 +27,7 @@ from hpcq.data.sentence_model import (
     body_checksum,
     normalisation,
     resolve_model,
+    weights_sha256,
 )
 from hpcq.data.shards import shard_matches, shard_path, shard_rows, write_shard
 from hpcq.errors import ConfigError
@@ -125,6 +126,7 @@ def _shard_attrs(
     spec: SentenceModelSpec,
     model: Any,
     body: str,
+    weights: str | None,
     checksum: str,
     index: int,
     count: int,
@@ -135,6 +137,9 @@ def _shard_attrs(
         "dataset": data.name,
         "model": spec.model_id,
         "body": body,
+        # The transformer weights' own hash (the model publisher's number), beside `body`, which covers every
+        # file of the body: a reader can name the weights without the folder at hand. "" when unknown.
+        "weights_sha256": weights or "",
         "dimension": model.get_embedding_dimension(),
         "normalisation": normalisation(model),
         "checksum": checksum,
@@ -195,6 +200,7 @@ def embed_dataset(
         encoder = load_sentence_model(spec, device)
         load_seconds = time.perf_counter() - started
         body = body or body_checksum(spec)  # loading fetched a Hub model into the cache
+        weights = weights_sha256(spec)
         per_row = 2 if data.is_pair else 1
         total = per_row * sum(blocks[i].stop - blocks[i].start for i in todo)
         label = f"embed {data.name}" + (f" (rank 0 of {world.size})" if world.size > 1 else "")
@@ -204,7 +210,7 @@ def embed_dataset(
                 arrays = _shard_arrays(encoder, data, blocks[i], batch_size, bar)
                 encode_seconds += time.perf_counter() - started
                 attrs = _shard_attrs(
-                    data, spec, encoder, body, checksum, i, len(blocks), blocks[i], world.rank
+                    data, spec, encoder, body, weights, checksum, i, len(blocks), blocks[i], world.rank
                 )
                 write_shard(paths[i], arrays, attrs)
         sentences = total

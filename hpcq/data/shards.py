@@ -2,9 +2,10 @@
 
 Each shard holds a contiguous block of a data set's rows: datasets `embeddings` (float32 [rows, dim]),
 `embeddings_b` (second sentence of pair tasks), `labels`, `ids`, `split`; attributes `dataset`, `model`,
-`body` (the sentence body's files' checksum, `sentence_model.body_checksum`), `dimension`, `normalisation`,
-`checksum` (sha256 of the whole source data set, `TextDataset.checksum`), `shard_index`, `shard_count`,
-`row_start`, `row_stop`, `label_names` (JSON), `written_by_rank` and `complete`.
+`body` (the sentence body's files' checksum, `sentence_model.body_checksum`), `weights_sha256` (its weights
+file's SHA-256, `sentence_model.weights_sha256`; "" when unknown or in shards older than it), `dimension`,
+`normalisation`, `checksum` (sha256 of the whole source data set, `TextDataset.checksum`), `shard_index`,
+`shard_count`, `row_start`, `row_stop`, `label_names` (JSON), `written_by_rank` and `complete`.
 A shard is written to a temporary name and renamed, so a shard that exists is complete. Shards are keyed by
 `checksum` and `body`: readers and `hpcq embed` use only shards whose both match the current data and body.
 """
@@ -20,7 +21,7 @@ import h5py
 import numpy as np
 
 from hpcq.atomic import atomic_path
-from hpcq.data.sentence_model import body_checksum, resolve_model
+from hpcq.data.sentence_model import body_checksum, resolve_model, weights_sha256
 from hpcq.errors import DataError
 
 SHARD_SUFFIX = ".h5"
@@ -101,6 +102,8 @@ class EmbeddingTable:
     checksum: str
     embeddings_b: np.ndarray | None = None
     label_names: tuple[str, ...] | None = None
+    body: str | None = None  # `body_checksum` of the body that made the shards
+    weights_sha256: str | None = None  # that body's weights file hash; None when it has no weights file
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -198,4 +201,8 @@ def load_embeddings(shard_dir: Path | str, dataset: str, model: str, checksum: s
         checksum=str(attrs["checksum"]),
         embeddings_b=columns.get("embeddings_b"),
         label_names=tuple(label_names) if label_names is not None else None,
+        body=str(attrs["body"]),
+        # Shards written before the attribute existed: their body checksum matched the current body's, so its
+        # weights are the ones that made them.
+        weights_sha256=str(attrs.get("weights_sha256", "")) or weights_sha256(spec),
     )

@@ -8,13 +8,15 @@ Result groups: metrics/ (per-epoch train_loss, train_accuracy, val_loss, val_acc
 final/ (val_accuracy of the selected model, test_accuracy, test_size, train_size, val_size,
 n_trainable_params, best_epoch, epochs_run, stopped_early), timing/ (epoch_s per epoch, total_s, test_s),
 energy/ (EnergyMeter over this process's training and evaluation), model/ (parameter counts by part),
-weights/ (the selected model's state dict, one dataset per tensor, for inference without retraining).
+weights/ (the selected model's state dict, one dataset per tensor, for inference without retraining),
+body/ (the sentence body that made the embeddings: `model` as configured, `model_id`, `checksum` of its files,
+`weights_sha256` of its weights file; task setfit adds what tuned it).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,9 @@ class HeadData:
     test: Split
     n_classes: int
     embeddings_dir: Path
+    body: dict[str, Any] = field(default_factory=dict)  # the result's body/ group
+    # seconds of the phases before the head's (task setfit: body tuning, re-embedding)
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def in_features(self) -> int:
@@ -101,7 +106,10 @@ def load_head_data(config: dict, dtype: torch.dtype, progress: bool = True) -> H
         return Split(torch.as_tensor(table.embeddings[rows]).to(dtype), torch.as_tensor(labels[rows]).long())
 
     n_classes = len(table.label_names) if table.label_names else int(labels.max()) + 1
-    return HeadData(part(split.train), part(split.validation), part(split.test), n_classes, embeddings_dir(data))
+    body = {"model": data["model"], "model_id": table.model, "checksum": table.body,
+            "weights_sha256": table.weights_sha256}
+    return HeadData(part(split.train), part(split.validation), part(split.test), n_classes,
+                    embeddings_dir(data), body)
 
 
 def _sizes(data: HeadData) -> dict[str, int]:
@@ -124,7 +132,7 @@ def train_sklearn_head(config: dict, data: HeadData, out: Path) -> Path:
         test_accuracy = float(fitted.model.score(*as_numpy(data.test)))
     grid = {key: [str(record[key]) if isinstance(record[key], str) else record[key] for record in fitted.grid]
             for key in fitted.grid[0]}
-    return _write(out, config, metrics={f"grid_{key}": values for key, values in grid.items()},
+    return _write(out, config, data, metrics={f"grid_{key}": values for key, values in grid.items()},
                   final={"val_accuracy": fitted.val_accuracy, "test_accuracy": test_accuracy, **_sizes(data),
                          "n_trainable_params": fitted.n_trainable_params, "best_epoch": None, "epochs_run": 0,
                          "stopped_early": False},
@@ -153,7 +161,7 @@ def train_torch_head(config: dict, data: HeadData, out: Path, resume: bool, worl
         barrier(world)
         return None
     counts = model.parameter_counts() if hasattr(model, "parameter_counts") else {}
-    path = _write(out, config,
+    path = _write(out, config, data,
                   metrics={**state.curves, "step_loss": state.step_loss},
                   final={"val_accuracy": state.best_accuracy, "test_accuracy": test_accuracy, **_sizes(data),
                          "n_trainable_params": trainable_parameter_count(model), "best_epoch": state.best_epoch,
@@ -168,10 +176,17 @@ def train_torch_head(config: dict, data: HeadData, out: Path, resume: bool, worl
     return path
 
 
-def _write(out: Path, config: dict, **groups: Any) -> Path:
+def _write(out: Path, config: dict, data: HeadData, timing: dict[str, Any], extra: dict[str, Any],
+           **groups: Any) -> Path:
+    """The run file, with the body/ group and, after earlier phases (task setfit), their seconds: total_s then
+    covers every phase and head_s the head's alone."""
     from hpcq.results import write_run
 
-    return write_run(out, kind="train", config=config, **groups)
+    if data.phases:
+        timing = {**timing, **data.phases, "head_s": timing["total_s"],
+                  "total_s": timing["total_s"] + sum(data.phases.values())}
+    return write_run(out, kind="train", config=config, timing=timing, extra={**extra, "body": data.body},
+                     **groups)
 
 
 def train_head(config: dict, out: str | Path, resume: bool = False, progress: bool = True) -> Path | None:
