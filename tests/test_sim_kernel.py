@@ -268,14 +268,52 @@ def test_dense_blocks_on_any_bits_match_tensordot(dtype, tolerance, width):
 
 
 @needs_kernels
+@pytest.mark.parametrize("width", ["native", 32, 64])
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_dense_adjoint_unapplies_and_reduces_like_torch(dtype, tolerance, width):
+    """ψ ← Mᵀψ, λ ← Mᵀλ and dL/dM = Σ λ_out ⊗ ψ_in over the amplitudes, on lane bits, row bits and both, at
+    both SIMD widths, on 1 and 3 threads (each twice: the reduction order is fixed, so the gradient is too);
+    states of 4 and 8 amplitudes are narrower than a 64-byte vector (the kernel's scalar path)."""
+    from hpcq.sim.kernel.dense import unapply_dense
+
+    library = _library_of_width(width)
+    generator = torch.Generator().manual_seed(6)
+    cases = [(2, [1, 0]), (3, [0]), (4, [2, 0, 3]), (9, [8, 3, 0, 6]), (12, [11, 0, 5, 2, 9]), (10, [9, 4]),
+             (11, [3, 7, 10]), (8, [1, 2]), (13, [12, 3, 8, 5, 0, 1])]
+    for n, positions in cases:
+        k = len(positions)
+        psi, lam = torch.randn(2, 2**n, dtype=torch.float64, generator=generator)
+        matrix = torch.linalg.qr(torch.randn(2**k, 2**k, dtype=torch.float64, generator=generator))[0]
+        psi_in, lam_in = (_dense_reference(v, positions, matrix.T.contiguous()) for v in (psi, lam))
+        axes = [n - 1 - positions[j] for j in reversed(range(k))]  # M's index, most significant bit first
+        grouped = [v.reshape([2] * n).movedim(axes, list(range(k))).reshape(2**k, -1) for v in (lam, psi_in)]
+        expected = grouped[0] @ grouped[1].T
+        for threads in (1, 3):
+            results = []
+            for _ in range(2):
+                ours_psi, ours_lam = psi.to(dtype, copy=True), lam.to(dtype, copy=True)
+                grad = unapply_dense(library, ours_psi, ours_lam, positions, matrix, threads=threads)
+                results.append(grad)
+                for ours, reference in ((ours_psi, psi_in), (ours_lam, lam_in), (grad, expected)):
+                    error = (ours.double() - reference).abs().max()
+                    assert error <= tolerance * reference.abs().max(), (n, positions, threads)
+            assert torch.equal(results[0], results[1])
+
+
+@needs_kernels
 def test_dense_kernel_refuses_what_it_cannot_take():
-    from hpcq.sim.kernel.dense import apply_dense
+    from hpcq.sim.kernel.dense import apply_dense, unapply_dense
 
     library = load_library()
     state = torch.zeros(2**6, dtype=torch.float64)
     for positions in ([6], [1, 1], list(range(library.dense_max_qubits + 1))):
         with pytest.raises(ValueError, match="refused positions"):
             apply_dense(library, state, positions, torch.eye(2 ** len(positions), dtype=torch.float64))
+        with pytest.raises(ValueError, match="refused positions"):
+            unapply_dense(library, state, state.clone(), positions,
+                          torch.eye(2 ** len(positions), dtype=torch.float64))
+    with pytest.raises(ValueError, match="λ shaped, typed and aligned like ψ"):
+        unapply_dense(library, state, state[:32].clone(), [0], torch.eye(2, dtype=torch.float64))
 
 
 # A library whose loading alone (its constructor) leaves a marker file: proof that hpcq did or did not load it.

@@ -106,7 +106,10 @@ def expectations(state: torch.Tensor, layout: Layout, paulis: list[Pauli], compl
 def adjoint_seed(
     state: torch.Tensor, layout: Layout, paulis: list[Pauli], grad_out: torch.Tensor, complex_path: bool
 ) -> torch.Tensor:
-    """λ = 2 Σ_i g_i O_i ψ: the gradient (PyTorch's convention) of Σ_i g_i <ψ|O_i|ψ> with respect to ψ."""
+    """λ = 2 Σ_i g_i O_i ψ: the gradient (PyTorch's convention) of Σ_i g_i <ψ|O_i|ψ> with respect to ψ.
+
+    Summed in place into one new state: diagonal observables need no state-sized temporary (the in-place
+    backward of a large state holds ψ, λ and at most one more)."""
     n = len(layout)
     batch = state.shape[-1]
     real_dtype = state.real.dtype
@@ -120,7 +123,7 @@ def adjoint_seed(
         else:
             applied = apply_pauli(state, layout, pauli, complex_path)
             if applied is not None:
-                seed = seed + weight.view(1, batch) * applied
+                seed.addcmul_(applied, weight.view(1, batch))
     if any(p.is_diagonal for p in paulis):
-        seed = seed + (qubit_view(state, n) * diagonal).reshape(state.shape)
-    return 2 * seed
+        qubit_view(seed, n).addcmul_(qubit_view(state, n), diagonal)
+    return seed.mul_(2)

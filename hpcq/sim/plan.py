@@ -5,7 +5,8 @@ Per rank the `distributed` backend holds:
 * state: the local slice of ψ (2**(n-k) amplitudes per sample), and of λ too when a gradient is wanted;
 * workspace: one out-of-place temporary of the local slice (a layout permutation or a block's matmul
   output; the engine never holds two at once), plus cuStateVec's extra workspace on that path; none on one
-  rank when the compiled kernels run the forward in place (diagonal observables are then summed in chunks);
+  rank when the compiled kernels run the blocks in place (diagonal observables are then summed in chunks,
+  and the backward's seed, summed in place, becomes λ);
 * swap buffer: the bounded buffer through which index-bit swaps stream between ranks;
 * runtime: Python, PyTorch and MPI themselves (measured: about 0.3 GiB resident per CPU rank).
 
@@ -87,8 +88,8 @@ def plan_memory(
     runtime_bytes: int = DEFAULT_RUNTIME_BYTES, min_local_qubits: int = 1, in_place: bool = False,
 ) -> MemoryPlan:
     """The bytes each rank needs; `amplitude_bytes` is 4/8 (real32/64) or 8/16 (complex64/128). `in_place`:
-    the blocks run in place (the compiled kernels' forward), so one rank needs no workspace slice; with more
-    ranks the index-bit swaps still permute into one."""
+    the blocks run in place (the compiled kernels, forward and backward), so one rank needs no workspace
+    slice; with more ranks the index-bit swaps still permute into one."""
     ranks_per_node = ranks if ranks_per_node is None else ranks_per_node
     _check_ranks(ranks, ranks_per_node)
     if not isinstance(n_qubits, int) or n_qubits < 1:

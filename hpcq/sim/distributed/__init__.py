@@ -162,27 +162,25 @@ def _slice_kernels(kernel: str, circuit, device: torch.device, batch: int):
     return None
 
 
-def _in_place(library, batch: int, gradient: bool) -> bool:
-    """Every block runs through the compiled kernels, in place: a forward (the backward pass runs in torch) of
-    one sample (with more, blocks that depend on per-sample features run in torch)."""
-    return library is not None and batch == 1 and not gradient
+def _in_place(library, batch: int) -> bool:
+    """Every block runs through the compiled kernels, in place, forward and backward: one sample (with more,
+    blocks that depend on per-sample features run in torch)."""
+    return library is not None and batch == 1
 
 
 def _default_width(in_place: bool) -> int:
     return COMPILED_FUSED_QUBITS if in_place else TORCH_FUSED_QUBITS
 
 
-def runs_in_place(circuit, device: torch.device, batch: int = 1, gradient: bool = False,
-                  kernel: str = "auto") -> bool:
+def runs_in_place(circuit, device: torch.device, batch: int = 1, kernel: str = "auto") -> bool:
     """Whether `expectation` runs every block through the compiled kernels, in place (see `_in_place`)."""
-    return _in_place(_slice_kernels(kernel, circuit, device, batch), batch, gradient)
+    return _in_place(_slice_kernels(kernel, circuit, device, batch), batch)
 
 
-def fused_qubits_for(circuit, device: torch.device, batch: int = 1, gradient: bool = False,
-                     kernel: str = "auto") -> int:
-    """The widest fused block `expectation` uses by default: narrow blocks for a forward through the compiled
-    kernels, wide ones when torch runs the blocks."""
-    return _default_width(runs_in_place(circuit, device, batch, gradient, kernel))
+def fused_qubits_for(circuit, device: torch.device, batch: int = 1, kernel: str = "auto") -> int:
+    """The widest fused block `expectation` uses by default: narrow blocks when the compiled kernels run them
+    all, wide ones when torch runs the blocks."""
+    return _default_width(runs_in_place(circuit, device, batch, kernel))
 
 
 def placement_for(blocks, n_qubits: int, n_global: int, paulis, groups: list[list[int]]) -> PlacementPlan:
@@ -213,8 +211,9 @@ def expectation(
     `comm`: an mpi4py communicator of 2**k ranks (default: the MPI world, or one rank when not launched
     under MPI). `stats` accumulates this rank's exchange count, bytes sent and seconds. `kernel` as for the
     statevector backend: "auto" applies the forward's real blocks on CPU in place with the compiled kernels
-    (when a C compiler is available), "torch" never, "compiled" insists. `max_fused_qubits` defaults to
-    `fused_qubits_for(...)`: 3 for a forward through the compiled kernels, else 5.
+    (when a C compiler is available), "torch" never, "compiled" insists; the backward pass un-applies those
+    blocks in place with the same kernels. `max_fused_qubits` defaults to `fused_qubits_for(...)`: 3 when the
+    compiled kernels run every block, else 5.
     """
     weights, features, batch = _validate_inputs(circuit, weights, features)
     comm = default_comm() if comm is None else comm
@@ -230,7 +229,7 @@ def expectation(
     paulis = parse_observables(observables, n)
     gradient = torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad))
     library = _slice_kernels(kernel, circuit, weights.device, batch)
-    in_place = _in_place(library, batch, gradient)
+    in_place = _in_place(library, batch)
     width = max_fused_qubits or _default_width(in_place)
     compiled = compile_circuit(circuit, min(width, n - n_global), max_fused_rotations)
     complex_path = not compiled.is_real

@@ -5,7 +5,9 @@ the outputs and what backward needs; `backward(finals, matrices, grad_out, want_
 of the initial amplitudes and of every block matrix), so the same autograd function drives both. Each rank
 applies the same fused blocks to its slice; sums over amplitudes (expectation values, dL/dU) are local sums
 followed by one allreduce; an index-bit swap in the forward pass is undone by the same swap in reverse on ψ
-and λ in the backward pass.
+and λ in the backward pass. With the compiled kernels a shared real block is un-applied from ψ and λ in
+place, its dL/dU reduced in the same pass (`unapply_dense`), whatever index bits its qubits occupy; other
+blocks are moved to the leading axes and un-applied by torch matmuls.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from hpcq.sim.distributed.local import SliceApplier
 from hpcq.sim.distributed.placement import Apply, Exchange, Measure, PlacementPlan
 from hpcq.sim.fusion import Block
 from hpcq.sim.kernel import KernelLibrary
+from hpcq.sim.kernel.dense import dense_applies, dense_positions, unapply_dense
 from hpcq.sim.layout import (
     Layout, apply_matrix, canonical_layout, leading_layout, outer_on_leading, permute_state, reorder_matrix,
 )
@@ -80,7 +83,7 @@ class DistributedEngine:
         self.device = device
         self.collectives = collectives
         self.swapper = swapper
-        self.library = library  # compiled kernels for the forward's shared blocks, or None: torch
+        self.library = library  # compiled kernels for the shared real blocks, both passes, or None: torch
         self.n_local = plan.n_qubits - len(plan.initial_global)
 
     def initial_state(self, psi0: torch.Tensor | None, batch: int) -> torch.Tensor:
@@ -136,7 +139,8 @@ class DistributedEngine:
     def backward(self, finals, matrices, grad_out, want_psi0):
         (psi,) = finals
         layout, global_qubits = self.final_layout, self.final_global
-        lam = torch.zeros_like(psi)
+        # the plan ends with a Measure step, so the first step in reverse seeds λ (no zero state beforehand)
+        lam = None
         grads = [torch.zeros_like(m) if m.requires_grad else None for m in matrices]
         before = list(self.globals_before)
         for step in reversed(self.plan.steps):
@@ -150,7 +154,8 @@ class DistributedEngine:
             else:
                 local_paulis, signs = self._measured(step.group, global_qubits)
                 weights = grad_out[:, self.groups[step.group]] * signs.to(device=grad_out.device, dtype=grad_out.dtype)
-                lam = lam + adjoint_seed(psi, layout, local_paulis, weights, self.complex_path)
+                seed = adjoint_seed(psi, layout, local_paulis, weights, self.complex_path)
+                lam = seed if lam is None else lam.add_(seed)
         grads = self._summed(grads)
         grad_psi0 = None
         if want_psi0:
@@ -160,11 +165,18 @@ class DistributedEngine:
 
     def _unapply(self, step: Apply, psi, lam, layout, matrices, grads):
         block, matrix = self.blocks[step.block], matrices[step.block]
+        k = len(block.qubits)
+        shared = matrix.shape[0] == 1
+        if shared and dense_applies(self.library, psi, k) and dense_applies(self.library, lam, k):
+            positions = dense_positions(layout, block.qubits, psi.shape[-1])
+            local_grad = unapply_dense(self.library, psi, lam, positions, matrix[0])
+            if grads[step.block] is not None:
+                grads[step.block] += local_grad.to(matrix.dtype)
+            return psi, lam, layout
         target = leading_layout(layout, _msb_first(block))
         psi, lam = permute_state(psi, layout, target), permute_state(lam, layout, target)
         psi, _ = apply_block(psi, target, block, matrix, self.complex_path, inverse=True)
         if grads[step.block] is not None:
-            k = len(block.qubits)
             local_grad = outer_on_leading(lam, psi, 2**k, per_sample=matrix.shape[0] > 1)
             grads[step.block] += reorder_matrix(local_grad, target[:k], _msb_first(block))
         lam, _ = apply_block(lam, target, block, matrix, self.complex_path, inverse=True)

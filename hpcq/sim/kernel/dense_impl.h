@@ -75,14 +75,9 @@ DENSE_GROUPS(scalar, T, GROUPS, ROWS)
 #undef DENSE_ROWS
 #undef ROWS_FN
 
-/* one tile: load the inputs of `count` groups (lane-permuted when the block has lane bits), multiply, store
- * back in place */
-INLINE void DFN(dense_tile)(
-    VEC *restrict vectors, long long tile, long long run, int nh, const int32_t *row_bits, const size_t *off,
-    int dh, int dl, int count, const MASK *masks, const VEC *coef, const T *matrix) {
-    const int inputs = dh * dl;
-    size_t bases[GROUPS];
-    VEC x[GROUPS << HPCQ_DENSE_MAX_QUBITS], out[GROUPS << HPCQ_DENSE_MAX_QUBITS];
+/* the first vector of each of a tile's `count` groups */
+INLINE void DFN(tile_bases)(size_t *bases, long long tile, long long run, int nh, const int32_t *row_bits,
+                            int count) {
     for (int g = 0; g < count; g++) {
         /* a tile lies within one run of consecutive groups (both are powers of two) unless runs are
          * shorter than a tile; there one zero-bit insertion gives every base */
@@ -96,16 +91,29 @@ INLINE void DFN(dense_tile)(
             }
         }
         bases[g] = base;
-        VEC *restrict xg = x + g * inputs;
+    }
+}
+
+/* the inputs of a tile's groups: x[g][h * dl + p] = row vector h of group g, lane-permuted by pattern p */
+INLINE void DFN(tile_load)(VEC *restrict x, const VEC *restrict vectors, const size_t *bases,
+                           const size_t *off, int dh, int dl, int count, const MASK *masks) {
+    for (int g = 0; g < count; g++) {
+        VEC *restrict xg = x + g * dh * dl;
         if (dl == 1) {
-            for (int h = 0; h < dh; h++) xg[h] = vectors[base + off[h]];
+            for (int h = 0; h < dh; h++) xg[h] = vectors[bases[g] + off[h]];
         } else {
             for (int h = 0; h < dh; h++) {
-                const VEC v = vectors[base + off[h]];
+                const VEC v = vectors[bases[g] + off[h]];
                 for (int p = 0; p < dl; p++) xg[h * dl + p] = __builtin_shuffle(v, masks[p]);
             }
         }
     }
+}
+
+/* out[g][h] = Σ_i coefficient(h, i) · x[g][i]: the matrix's scalars when the block has no lane bits */
+INLINE void DFN(tile_multiply)(VEC *restrict out, const VEC *restrict x, int dh, int dl, int count,
+                               const VEC *coef, const T *matrix) {
+    const int inputs = dh * dl;
     if (dl == 1 && count == GROUPS) {
         CAT(CAT(DFN(dense_groups), scalar), GROUPS)(out, x, matrix, inputs, dh);
     } else if (dl == 1) {
@@ -117,12 +125,35 @@ INLINE void DFN(dense_tile)(
         for (int g = 0; g < count; g++)
             CAT(CAT(DFN(dense_groups), vector), 1)(out + g * dh, x + g * inputs, coef, inputs, dh);
     }
+}
+
+INLINE void DFN(tile_store)(VEC *restrict vectors, const VEC *restrict out, const size_t *bases,
+                            const size_t *off, int dh, int count) {
     for (int g = 0; g < count; g++)
         for (int h = 0; h < dh; h++) vectors[bases[g] + off[h]] = out[g * dh + h];
 }
 
+/* one tile: load the inputs of `count` groups (lane-permuted when the block has lane bits), multiply, store
+ * back in place */
+INLINE void DFN(dense_tile)(
+    VEC *restrict vectors, long long tile, long long run, int nh, const int32_t *row_bits, const size_t *off,
+    int dh, int dl, int count, const MASK *masks, const VEC *coef, const T *matrix) {
+    size_t bases[GROUPS];
+    VEC x[GROUPS << HPCQ_DENSE_MAX_QUBITS], out[GROUPS << HPCQ_DENSE_MAX_QUBITS];
+    DFN(tile_bases)(bases, tile, run, nh, row_bits, count);
+    DFN(tile_load)(x, vectors, bases, off, dh, dl, count, masks);
+    DFN(tile_multiply)(out, x, dh, dl, count, coef, matrix);
+    DFN(tile_store)(vectors, out, bases, off, dh, count);
+}
+
 /* A state narrower than one vector (8 float32 amplitudes against 16 AVX-512 lanes): scalar gather, multiply
  * and scatter per group of 2^k amplitudes. Such states are a few dozen bytes; speed does not matter there. */
+/* amplitude h of the group whose other bits are `base`: bit j of h at pos[j] */
+static inline size_t DFN(group_index)(size_t base, int h, int k, const int32_t *pos) {
+    for (int j = 0; j < k; j++) base |= (size_t)((h >> j) & 1) << pos[j];
+    return base;
+}
+
 static void DFN(dense_scalar)(int n_bits, T *state, int k, const int32_t *pos, const T *matrix) {
     const int d = 1 << k;
     size_t mask = 0, index[1 << HPCQ_DENSE_MAX_QUBITS];
@@ -131,8 +162,7 @@ static void DFN(dense_scalar)(int n_bits, T *state, int k, const int32_t *pos, c
     for (size_t base = 0; base < ((size_t)1 << n_bits); base++) {
         if (base & mask) continue;
         for (int h = 0; h < d; h++) {
-            index[h] = base;
-            for (int j = 0; j < k; j++) index[h] |= (size_t)((h >> j) & 1) << pos[j];
+            index[h] = DFN(group_index)(base, h, k, pos);
             in[h] = state[index[h]];
         }
         for (int h = 0; h < d; h++) {
@@ -143,60 +173,103 @@ static void DFN(dense_scalar)(int n_bits, T *state, int k, const int32_t *pos, c
     }
 }
 
+/* What a block's passes share: the split of its bits into row and lane bits, the lane-xor shuffle per pattern
+ * of lane bits, the vector offsets of its rows, the group count, and the coefficient table of M (or of M^T,
+ * the adjoint's un-apply). */
+typedef struct {
+    int nh, nl, dh, dl, d, row[HPCQ_DENSE_MAX_QUBITS], lane[HPCQ_DENSE_MAX_QUBITS];
+    int flips[1 << HPCQ_DENSE_MAX_QUBITS]; /* the lane-index bits each pattern of lane bits flips */
+    MASK masks[1 << HPCQ_DENSE_MAX_QUBITS]; /* lane a reads lane a ^ flip: vpermps/vpermpd on AVX2 */
+    size_t off[1 << HPCQ_DENSE_MAX_QUBITS];
+    int32_t row_bits[HPCQ_DENSE_MAX_QUBITS];
+    long long groups, run;
+    VEC *coef; /* [dh][dh * dl] vectors; used when the block has lane bits */
+    T *matrix; /* row-major [d][d]: the caller's, or its transpose (owned) */
+} DFN(dense_plan_t);
+
+static void DFN(dense_release)(DFN(dense_plan_t) *plan, const T *caller_matrix) {
+    free(plan->coef);
+    if (plan->matrix != caller_matrix) free(plan->matrix);
+}
+
+/* Checks the arguments (returns -2 for what the kernel does not take) and, unless the state is narrower than
+ * one vector (returns 1: the scalar path), fills `plan` for M or, with `transpose`, for M^T (returns 0; -1 if
+ * memory ran out). */
+static int DFN(dense_prepare)(DFN(dense_plan_t) *plan, int n_bits, int k, const int32_t *pos, const T *matrix,
+                              int transpose) {
+    const int lb = __builtin_ctz((unsigned)DVL);
+    if (k < 1 || k > HPCQ_DENSE_MAX_QUBITS || n_bits < 0 || n_bits > 62) return -2;
+    int nh = 0, nl = 0;
+    for (int j = 0; j < k; j++) {
+        if (pos[j] < 0 || pos[j] >= n_bits) return -2;
+        for (int i = 0; i < j; i++)
+            if (pos[i] == pos[j]) return -2;
+        if (pos[j] < lb) plan->lane[nl++] = j;
+        else plan->row[nh++] = j;
+    }
+    if (n_bits < lb) return 1;
+    const int dh = 1 << nh, dl = 1 << nl, d = 1 << k, inputs = dh * dl;
+    plan->nh = nh, plan->nl = nl, plan->dh = dh, plan->dl = dl, plan->d = d;
+    plan->matrix = (T *)matrix;
+    plan->coef = aligned_alloc(VBYTES, (size_t)dh * inputs * sizeof(VEC));
+    if (transpose) plan->matrix = malloc((size_t)d * d * sizeof(T));
+    if (!plan->coef || !plan->matrix) {
+        DFN(dense_release)(plan, matrix);
+        return -1;
+    }
+    if (transpose)
+        for (int r = 0; r < d; r++)
+            for (int c = 0; c < d; c++) plan->matrix[(size_t)r * d + c] = matrix[(size_t)c * d + r];
+    for (int p = 0; p < dl; p++) {
+        plan->flips[p] = (int)DFN(spread)((size_t)p, pos, plan->lane, nl);
+        plan->masks[p] = IOTA ^ plan->flips[p];
+    }
+    for (int hp = 0; hp < dh; hp++)
+        for (int h = 0; h < dh; h++)
+            for (int p = 0; p < dl; p++) {
+                const int flip = plan->flips[p];
+                VEC c;
+                for (int a = 0; a < DVL; a++) {
+                    const int r = DFN(matrix_index)(hp, a, pos, plan->row, nh, plan->lane, nl);
+                    const int s = DFN(matrix_index)(h, a ^ flip, pos, plan->row, nh, plan->lane, nl);
+                    c[a] = plan->matrix[(size_t)r * d + s];
+                }
+                plan->coef[(size_t)hp * inputs + h * dl + p] = c;
+            }
+    /* vector offsets of the row bits, and the group count: every setting of the other vector-index bits */
+    for (int j = 0; j < nh; j++) plan->row_bits[j] = pos[plan->row[j]] - lb;
+    for (int j = 1; j < nh; j++) /* ascending, for the zero-bit insertion of the tiles */
+        for (int i = j; i > 0 && plan->row_bits[i - 1] > plan->row_bits[i]; i--) {
+            const int32_t t = plan->row_bits[i];
+            plan->row_bits[i] = plan->row_bits[i - 1];
+            plan->row_bits[i - 1] = t;
+        }
+    for (int h = 0; h < dh; h++) plan->off[h] = DFN(spread)((size_t)h, pos, plan->row, nh) >> lb;
+    plan->groups = (long long)1 << (n_bits - lb - nh);
+    /* how many consecutive groups are adjacent vectors */
+    plan->run = nh ? (long long)1 << plan->row_bits[0] : plan->groups;
+    return 0;
+}
+
 /*
  * state: 2^n_bits amplitudes, VBYTES-aligned; pos[j]: the index bit that matrix bit j acts on (distinct);
  * matrix: row-major [2^k][2^k], out = M · in. Returns 0, -1 if memory ran out, -2 for arguments it does not
  * take (k outside 1..HPCQ_DENSE_MAX_QUBITS, a position out of range).
  */
 int DFN(hpcq_dense)(int n_bits, T *state, int k, const int32_t *pos, const T *matrix, int n_threads) {
-    const int lb = __builtin_ctz((unsigned)DVL);
-    if (k < 1 || k > HPCQ_DENSE_MAX_QUBITS || n_bits < 0 || n_bits > 62) return -2;
-    int row[HPCQ_DENSE_MAX_QUBITS], lane[HPCQ_DENSE_MAX_QUBITS], nh = 0, nl = 0;
-    for (int j = 0; j < k; j++) {
-        if (pos[j] < 0 || pos[j] >= n_bits) return -2;
-        for (int i = 0; i < j; i++)
-            if (pos[i] == pos[j]) return -2;
-        if (pos[j] < lb) lane[nl++] = j;
-        else row[nh++] = j;
-    }
-    if (n_bits < lb) {
+    DFN(dense_plan_t) plan;
+    const int prepared = DFN(dense_prepare)(&plan, n_bits, k, pos, matrix, 0);
+    if (prepared == 1) {
         DFN(dense_scalar)(n_bits, state, k, pos, matrix);
         return 0;
     }
-    const int dh = 1 << nh, dl = 1 << nl, d = 1 << k, inputs = dh * dl;
-    VEC *coef = aligned_alloc(VBYTES, (size_t)dh * inputs * sizeof(VEC));
-    if (!coef) return -1;
-    int flips[1 << HPCQ_DENSE_MAX_QUBITS]; /* the lane-index bits each pattern of lane bits flips */
-    MASK masks[1 << HPCQ_DENSE_MAX_QUBITS]; /* lane a reads lane a ^ flip: vpermps/vpermpd on AVX2 */
-    for (int p = 0; p < dl; p++) {
-        flips[p] = (int)DFN(spread)((size_t)p, pos, lane, nl);
-        masks[p] = IOTA ^ flips[p];
-    }
-    for (int hp = 0; hp < dh; hp++)
-        for (int h = 0; h < dh; h++)
-            for (int p = 0; p < dl; p++) {
-                const int flip = flips[p];
-                VEC c;
-                for (int a = 0; a < DVL; a++) {
-                    const int r = DFN(matrix_index)(hp, a, pos, row, nh, lane, nl);
-                    const int s = DFN(matrix_index)(h, a ^ flip, pos, row, nh, lane, nl);
-                    c[a] = matrix[(size_t)r * d + s];
-                }
-                coef[(size_t)hp * inputs + h * dl + p] = c;
-            }
-    /* vector offsets of the row bits, and the group count: every setting of the other vector-index bits */
-    size_t off[1 << HPCQ_DENSE_MAX_QUBITS];
-    int32_t row_bits[HPCQ_DENSE_MAX_QUBITS];
-    for (int j = 0; j < nh; j++) row_bits[j] = pos[row[j]] - lb;
-    for (int j = 1; j < nh; j++) /* ascending, for the zero-bit insertion below */
-        for (int i = j; i > 0 && row_bits[i - 1] > row_bits[i]; i--) {
-            const int32_t t = row_bits[i];
-            row_bits[i] = row_bits[i - 1];
-            row_bits[i - 1] = t;
-        }
-    for (int h = 0; h < dh; h++) off[h] = DFN(spread)((size_t)h, pos, row, nh) >> lb;
-    const long long groups = (long long)1 << (n_bits - lb - nh);
-    const long long run = nh ? (long long)1 << row_bits[0] : groups; /* consecutive groups are adjacent vectors */
+    if (prepared != 0) return prepared;
+    const int nh = plan.nh, nl = plan.nl, dh = plan.dh, dl = plan.dl;
+    const long long groups = plan.groups, run = plan.run;
+    const int32_t *row_bits = plan.row_bits;
+    const size_t *off = plan.off;
+    const MASK *masks = plan.masks;
+    const VEC *coef = plan.coef;
     VEC *restrict vectors = (VEC *)state;
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (long long tile = 0; tile < (groups + GROUPS - 1) / GROUPS; tile++) {
@@ -222,9 +295,11 @@ int DFN(hpcq_dense)(int n_bits, T *state, int k, const int32_t *pos, const T *ma
             DFN(dense_tile)(vectors, tile, run, nh, row_bits, off, dh, dl, count, masks, coef, matrix);
         }
     }
-    free(coef);
+    DFN(dense_release)(&plan, matrix);
     return 0;
 }
+
+#include "dense_adjoint_impl.h"
 
 #undef DVL
 #undef INLINE

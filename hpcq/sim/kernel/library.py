@@ -28,9 +28,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-SOURCES = ("real_gates.c", "real_gates_impl.h", "dense_impl.h")
+SOURCES = ("real_gates.c", "real_gates_impl.h", "dense_impl.h", "dense_adjoint_impl.h")
 #: must equal hpcq_abi_version() in real_gates.c
-ABI_VERSION = 6
+ABI_VERSION = 7
 #: flag sets tried in order: the first is the fast one; the others keep the kernels usable where the
 #: compiler lacks OpenMP or -march=native
 FLAG_SETS = (
@@ -59,8 +59,9 @@ class KernelLibrary:
     dense_max_qubits: int  # widest block hpcq_dense_<prec> applies
 
     def function(self, name: str, precision: str, vectors_per_row: int = 1):
-        """hpcq_forward_f32_nv1 and friends; hpcq_angles_ and hpcq_dense_ exist once per precision."""
-        if name in ("angles", "dense"):
+        """hpcq_forward_f32_nv1 and friends; hpcq_angles_, hpcq_dense_ and hpcq_dense_adjoint_ exist once per
+        precision."""
+        if name in ("angles", "dense", "dense_adjoint"):
             return getattr(self.cdll, f"hpcq_{name}_{precision}")
         return getattr(self.cdll, f"hpcq_{name}_{precision}_nv{vectors_per_row}")
 
@@ -189,6 +190,10 @@ def _open(path: Path, compiler: str, flags: tuple[str, ...]) -> KernelLibrary:
         # n_bits, state, k, positions, matrix, threads
         dense.argtypes = [integer, pointer, integer, pointer, pointer, integer]
         dense.restype = integer
+        adjoint = getattr(cdll, f"hpcq_dense_adjoint_{precision}")
+        # n_bits, psi, lam, k, positions, matrix, grad, threads
+        adjoint.argtypes = [integer, pointer, pointer, integer, pointer, pointer, pointer, integer]
+        adjoint.restype = integer
     cdll.hpcq_dense_max_qubits.restype = integer
     # n_rot, source, grad, batch, padded, grad_weights, grad_features, n_features
     cdll.hpcq_scatter_gradients.argtypes = [integer, pointer, pointer, integer, integer, pointer, pointer, integer]
