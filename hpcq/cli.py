@@ -129,6 +129,8 @@ def bench_scale(
     kernel: Annotated[str, typer.Option(help="distributed backend: auto (compiled CPU kernels), compiled or torch.")] = "auto",
     peer: Annotated[Optional[str], typer.Option(
         help="Also time peers on the same gate list (1 rank), values checked: any of qsim,aer,qulacs.")] = None,
+    gradient: Annotated[bool, typer.Option(
+        "--gradient", help="Also time forward+gradient calls and their ratio to the forward.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Time per gate pass, GB/s against the node's measured copy bandwidth, communication, strong and weak
@@ -139,7 +141,7 @@ def bench_scale(
 
     check_output_file(out, "--out")  # before mpiexec starts and the timings run
     spec = ScaleSpec(parse_qubits(qubits), parse_ranks(ranks), backend, layers, connectivity, reuploads, dtype,
-                     _usable_device(device), threads, min_seconds, fused_qubits, kernel, parse_peers(peer))
+                     _usable_device(device), threads, min_seconds, fused_qubits, kernel, parse_peers(peer), gradient)
     code = run_bench(spec, out, as_json)
     if code:
         raise typer.Exit(code)

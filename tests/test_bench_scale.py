@@ -148,6 +148,22 @@ def test_peers_run_the_same_gates_agree_and_are_stored(tmp_path):
     assert {f"{peer}_ratio" for peer in peers} <= set(stored)
 
 
+def test_gradient_calls_are_timed_against_the_forward_and_stored(tmp_path):
+    from hpcq.bench.scale import write_results
+
+    spec = ScaleSpec((6, 7), (1,), min_seconds=0.02, gradient=True)
+    assert spec.arguments(Path("x.h5"), False)[-1] == "--gradient"
+    report = run_scale_bench(spec, say=lambda _: None)
+    write_results(report, tmp_path / "gradient.h5")
+    for row in report["runs"]:
+        assert row["gradient_time_per_call_s"] > 0
+        assert row["gradient_ratio"] == pytest.approx(row["gradient_time_per_call_s"] / row["time_per_call_s"])
+    stored = read_run(tmp_path / "gradient" / "n07_r1.h5").final
+    assert stored["gradient_ratio"] == pytest.approx(report["runs"][1]["gradient_ratio"])
+    assert "gradient_ratio" not in run_scale_bench(ScaleSpec((6, 6), (1,), min_seconds=0.01),
+                                                   say=lambda _: None)["runs"][0]
+
+
 def test_a_peer_that_disagrees_stops_the_benchmark():
     import torch
 

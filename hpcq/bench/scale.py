@@ -26,6 +26,10 @@ achieved_gbps, copy_gbps, comm_time_s, comm_bytes, ...; energy/: the runs' Energ
 `--peer qsim,aer,qulacs` (one rank) also times other simulators on the identical RY/CNOT gate list
 (`scale_peers`), checks that each gives hpcq's <Z_0> (1e-4 in single precision, 1e-8 in double) and stores
 per peer its seconds per call, its <Z_0> and the ratio peer seconds / hpcq seconds (above 1: hpcq is faster).
+
+`--gradient` also times forward+gradient calls (<Z_0> backpropagated to the weights and the sample's features,
+the adjoint method) on the same circuit and blocks, and stores their seconds per call and the ratio to the
+forward's (`gradient_time_per_call_s`, `gradient_ratio`).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class ScaleSpec:
     fused_qubits: int | None = None
     kernel: str = "auto"
     peers: tuple[str, ...] = ()
+    gradient: bool = False
 
     def validate(self) -> None:
         first, last = self.qubits
@@ -103,6 +108,8 @@ class ScaleSpec:
             args += ["--threads", str(self.threads)]
         if self.peers:
             args += ["--peer", ",".join(self.peers)]
+        if self.gradient:
+            args.append("--gradient")
         return args + (["--json"] if as_json else [])
 
 
@@ -253,12 +260,12 @@ def _memory_check(spec: ScaleSpec, circuit, ranks: int, comm, device: torch.devi
         from hpcq.sim.distributed import check_memory, runs_in_place
         from hpcq.sim.memory import amplitude_bytes
 
-        check_memory(n, ranks, 1, amplitude_bytes(dtype, False), False, comm=comm, device=device, min_local_qubits=2,
-                     in_place=runs_in_place(circuit, device, kernel=spec.kernel))
+        check_memory(n, ranks, 1, amplitude_bytes(dtype, False), spec.gradient, comm=comm, device=device,
+                     min_local_qubits=2, in_place=runs_in_place(circuit, device, kernel=spec.kernel))
     else:
         from hpcq.sim.memory import check_statevector_fits
 
-        check_statevector_fits(n, 1, dtype, spec.backend == "custatevec", device, gradient=False)
+        check_statevector_fits(n, 1, dtype, spec.backend == "custatevec", device, gradient=spec.gradient)
 
 
 def _device(spec: ScaleSpec) -> torch.device:
@@ -327,12 +334,21 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
     per_call_comm_s = _mean(comm, (stats.seconds - warm.seconds) / calls)
     exchanges = (stats.exchanges - warm.exchanges) / calls
     energy = combined_energy(meter.reading, comm)
+    gradient: dict[str, float] = {}
+    if spec.gradient:
+        def gradient_step() -> None:
+            w, x = weights.detach().requires_grad_(), features.detach().requires_grad_()
+            expectation(circuit, w, x, observable, backend=spec.backend, **options)[0, 0].backward()
+            _sync(device)
+
+        gradient_seconds, _, _ = timed_calls(gradient_step, comm, spec.min_seconds)
+        gradient = {"gradient_time_per_call_s": gradient_seconds, "gradient_ratio": gradient_seconds / seconds}
     time_per_pass = seconds / passes
     bytes_moved = 2 * amplitude * 2**n
     achieved = bytes_moved / ranks / time_per_pass / 1e9
     cache_bytes, cache_source = last_level_cache(device)
     return {
-        **_peer_columns(spec, circuit, weights, features, values[-1], seconds),
+        **_peer_columns(spec, circuit, weights, features, values[-1], seconds), **gradient,
         "n_qubits": n, "ranks": ranks, "time_per_pass_s": time_per_pass, "time_per_call_s": seconds,
         "passes": passes, "calls": calls, "bytes_moved": bytes_moved, "achieved_gbps": achieved,
         "copy_gbps": copy, "bandwidth_fraction": achieved / copy, "comm_time_s": per_call_comm_s,
@@ -477,6 +493,8 @@ def render(report: dict[str, Any]) -> None:
         table.add_column(column, justify="right")
     peers = spec.get("peers") or ()
     table.add_column("s / call", justify="right")
+    if spec.get("gradient"):
+        table.add_column("fwd+grad s (ratio)", justify="right")
     for peer in peers:
         table.add_column(f"{peer} s (ratio)", justify="right")
     for row in report["runs"]:
@@ -484,12 +502,15 @@ def render(report: dict[str, Any]) -> None:
                       f"{row['achieved_gbps']:.2f}", f"{row['copy_gbps']:.2f}", f"{row['bandwidth_fraction']:.0%}",
                       f"{row['comm_time_s']:.3f}", f"{row['comm_bytes'] / 2**20:.1f}",
                       f"{row['energy']['joules']:.1f}", f"{row['load_1min']:.1f}", f"{row['time_per_call_s']:.3f}",
+                      *([f"{row['gradient_time_per_call_s']:.3f} ({row['gradient_ratio']:.1f}x)"]
+                        if spec.get("gradient") else []),
                       *(f"{row[f'{p}_time_per_call_s']:.3f} ({row[f'{p}_ratio']:.1f}x)" for p in peers))
     terminal = Console().is_terminal
     console = Console(width=None if terminal else 140, highlight=False, color_system="auto" if terminal else None)
     console.print(table)
     console.print(f"energy method: {report['runs'][0]['energy']['method']}; load = 1-minute load average at the "
-                  "start of each run" + ("; peer ratio = peer s / hpcq s (above 1: hpcq is faster)" if peers else ""))
+                  "start of each run" + ("; peer ratio = peer s / hpcq s (above 1: hpcq is faster)" if peers else "")
+                  + ("; fwd+grad ratio = forward+gradient s / forward s" if spec.get("gradient") else ""))
     for entry in report["strong"]:
         console.print(f"strong scaling at {entry['n_qubits']} qubits, 1 → {entry['ranks']} ranks: "
                       f"efficiency {entry['efficiency']:.0%} (speed-up {entry['speedup']:.2f}x)")
