@@ -270,7 +270,7 @@ def train(
                                                           "it already holds this config's result.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT when it already exists.")] = False,
 ) -> None:
-    """Train one run (head, glue, joint or causal_lm) and write its HDF5 result; under mpiexec, srun or torchrun the ranks share the work."""
+    """Train one run (head, setfit, glue, joint or causal_lm) and write its HDF5 result; under mpiexec, srun or torchrun the ranks share the work."""
     from hpcq.train.run import train_from_config
 
     written = train_from_config(config, overrides or [], out, resume, overwrite)

@@ -2,6 +2,7 @@
 
 Each task (`head`, `glue`, `joint`, `causal_lm`) has a JSON Schema in `hpcq/train/schemas/<task>.schema.yaml`
 whose `default:` values fill in what the file leaves out, so a result file always records the full config.
+Task `setfit` is task head's schema plus the `setfit:` section of `setfit.schema.yaml`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import yaml
 from hpcq.errors import ConfigError
 from hpcq.yamlfile import parse_yaml, read_yaml_file
 
-TASKS = ("head", "glue", "joint", "causal_lm")
+TASKS = ("head", "glue", "joint", "causal_lm", "setfit")
 
 
 def parse_override(assignment: str) -> tuple[list[str], Any]:
@@ -48,10 +49,21 @@ def apply_overrides(config: dict, assignments: list[str]) -> dict:
     return result
 
 
+def _schema_file(name: str) -> dict:
+    return yaml.safe_load(resources.files("hpcq.train.schemas").joinpath(f"{name}.schema.yaml").read_text())
+
+
 @functools.cache  # parsed once per process: a study expands hundreds of run configs when it loads
 def _schema(task: str) -> dict:
-    text = resources.files("hpcq.train.schemas").joinpath(f"{task}.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    if task != "setfit":
+        return _schema_file(task)
+    # A SetFit run is a head run whose embeddings come from a body it tunes first: the same data, model, train
+    # and energy sections, so one schema serves both, and the setfit section is added.
+    schema = _schema_file("head")
+    schema["title"] = "hpcq run config (task setfit)"
+    schema["properties"]["task"] = {"const": "setfit"}
+    schema["properties"]["setfit"] = _schema_file("setfit")
+    return schema
 
 
 def _whole_int(checker: Any, instance: Any) -> bool:

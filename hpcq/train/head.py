@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from hpcq.data import (
+    SplitIndices,
     World,
     embed_dataset,
     load_dataset,
@@ -90,17 +91,23 @@ def load_or_embed(data: dict, progress: bool = True):
     return load_embeddings(folder, data["dataset"], data["model"], dataset.checksum())
 
 
+def run_split(config: dict, labels: np.ndarray, splits: np.ndarray) -> SplitIndices:
+    """The run's train, validation and test rows: the paper's protocol over all rows' `labels`, or the shipped
+    `splits` (test rows without a label left out)."""
+    data = config["data"]
+    if data["split"] == "paper":
+        seed = config["seed"] if data["split_seed"] is None else data["split_seed"]
+        return paper_split(labels, seed, data["per_class"], data["validation_fraction"])
+    split = standard_split(splits)
+    return SplitIndices(split.train, split.validation, split.test[labels[split.test] >= 0])
+
+
 def load_head_data(config: dict, dtype: torch.dtype, progress: bool = True) -> HeadData:
     """Embed if needed, split (the paper's protocol or the shipped splits) and convert to tensors."""
     data = config["data"]
     table = load_or_embed(data, progress)
     labels = np.asarray(table.labels)
-    if data["split"] == "paper":
-        seed = config["seed"] if data["split_seed"] is None else data["split_seed"]
-        split = paper_split(labels, seed, data["per_class"], data["validation_fraction"])
-    else:
-        split = standard_split(table.split)
-        split = type(split)(split.train, split.validation, split.test[labels[split.test] >= 0])
+    split = run_split(config, labels, table.split)
 
     def part(rows: np.ndarray) -> Split:
         return Split(torch.as_tensor(table.embeddings[rows]).to(dtype), torch.as_tensor(labels[rows]).long())

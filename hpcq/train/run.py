@@ -19,6 +19,7 @@ TRAINERS = {
     "glue": ("hpcq.train.glue", "train_glue"),
     "joint": ("hpcq.train.joint", "train_joint"),
     "causal_lm": ("hpcq.train.causal_lm", "train_causal_lm"),
+    "setfit": ("hpcq.train.setfit", "train_setfit"),
 }
 #: data folders a run config may name (read, and written when shards are missing)
 DATA_FOLDERS = ("embeddings_dir", "tokens_dir")

@@ -1,0 +1,190 @@
+"""`hpcq train` for task "setfit": the seed paper's body, tuned the way its was, under any head of task head.
+
+    the run's split (task head's: the paper's protocol or the shipped splits) → body phase: SetFit's
+    contrastive pairs over the TRAINING rows only tune `data.model` (the `setfit` library; seeded by the run's
+    seed) → the tuned body saved as safetensors in OUT.setfit/body with its SHA-256 → every sentence
+    re-embedded with it → the configured head (quantum, mlp, mlp_matched, logreg, svc) trained on those
+    embeddings exactly as task head trains on any embeddings (validation selects, test is only scored) → one
+    run file.
+
+The body phase is SetFit's first phase (`Trainer.train_embeddings`); its second phase (a logistic head) is not
+run, because the configured head takes its place. The body phase never receives anything but the training
+rows: `tune_body` is handed a data set that holds only them.
+
+Resuming: the body phase ends by writing OUT.setfit/body.json (the config, the body's hashes, what the phase
+cost) after the body folder is complete, so a run killed after it resumes with `--resume` from the saved body
+without re-tuning; a run killed inside it tunes again from the start (seeded, so to the same body). Shards of
+the re-embedding are keyed by the body's files and reused when they match, and the head resumes from OUT.ckpt
+as in task head.
+
+Result: task head's groups; timing/ adds body_s (tuning; the original phase's seconds when resumed), embed_s
+and head_s, and total_s is their sum; body/ names the tuned body (`model` = its folder, `weights_sha256`,
+`checksum`), the body it started from (`base_model`, `base_model_id`, `base_weights_sha256`) and the phase
+(`phase` tuned or resumed, `steps`, `pairs`, `train_rows`, `train_loss`). The tuned body stays in
+OUT.setfit/body (another run can use it as `data.model`); the re-embedded shards are removed with the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hpcq.data import TextDataset, embed_dataset, load_dataset, mpi_world
+from hpcq.data.fingerprint import folder_checksum
+from hpcq.data.sentence_model import load_sentence_model, resolve_model, weights_sha256
+from hpcq.data.stage import file_sha256
+from hpcq.errors import ConfigError, MissingDependencyError
+from hpcq.models.sklearn_heads import SKLEARN_KINDS
+from hpcq.outputs import writing
+from hpcq.results.schema import config_to_json
+from hpcq.train.head import DTYPES, load_head_data, run_split, train_sklearn_head, train_torch_head
+
+BODY = "body"
+BODY_RECORD = "body.json"
+EMBEDDINGS = "embeddings"
+
+
+def setfit_folder(out: Path) -> Path:
+    """Where the run writing `out` keeps its tuned body and re-embedded shards: OUT.setfit/."""
+    return out.with_name(out.name + ".setfit")
+
+
+@dataclass
+class BodyPhase:
+    """What the body phase left: the tuned body's folder and hashes, and what the phase did and cost."""
+
+    folder: str
+    weights_sha256: str
+    checksum: str
+    seconds: float
+    steps: int
+    pairs: int
+    train_rows: int
+    train_loss: float | None
+    phase: str = "tuned"  # "resumed" when a later process read it back from body.json
+
+
+def _plain_config(config: dict) -> dict:
+    return json.loads(config_to_json(config))  # as the run file and body.json store it
+
+
+def _import_setfit() -> Any:
+    try:
+        import setfit
+    except ImportError as err:
+        raise MissingDependencyError("setfit", "setfit", "task setfit (contrastive body tuning)") from err
+    return setfit
+
+
+def tune_body(config: dict, train: TextDataset, work: Path, progress: bool = True) -> BodyPhase:
+    """SetFit's contrastive body phase on `train` (the run's training rows, and nothing else), seeded by the
+    run's seed; the tuned body is saved to `work/body` (safetensors) and recorded in `work/body.json`."""
+    setfit = _import_setfit()
+    from sklearn.linear_model import LogisticRegression
+    from transformers.trainer_callback import ProgressCallback
+
+    options = config["setfit"]
+    started = time.perf_counter()
+    body = load_sentence_model(resolve_model(config["data"]["model"]))
+    if options["max_length"] is not None:
+        body.max_seq_length = options["max_length"]  # saved with the body, so re-embedding uses it too
+    args = setfit.TrainingArguments(
+        output_dir=str(work / "trainer"), batch_size=options["batch_size"], num_epochs=options["epochs"],
+        max_steps=options["max_steps"] or -1, num_iterations=options["num_iterations"],
+        body_learning_rate=options["body_lr"], seed=config["seed"], report_to="none", save_strategy="no",
+        show_progress_bar=progress)
+    # The head here is a placeholder that SetFitModel requires; only the body phase runs, and the run's own
+    # head is trained on the re-embedded sentences afterwards.
+    model = setfit.SetFitModel(model_body=body, model_head=LogisticRegression())
+    trainer = setfit.Trainer(model=model, args=args)  # seeds python, numpy and torch (pair sampling, dropout)
+    trainer.st_trainer.args.dataloader_pin_memory = False  # CPU runs: no pinned memory, no warning about it
+    if not progress:
+        trainer.st_trainer.remove_callback(ProgressCallback)
+    labels = [int(label) for label in train.labels]
+    trainer.train_embeddings(list(train.texts), labels, args=args)
+    state = trainer.st_trainer.state
+    losses = [entry["train_loss"] for entry in state.log_history if "train_loss" in entry]
+
+    folder = work / BODY
+    staging = work / f".{BODY}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    body.save(str(staging), create_model_card=False, safe_serialization=True)  # a card would carry dates
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(staging, folder)  # the folder appears whole; body.json, written after it, marks the phase done
+    shutil.rmtree(work / "trainer", ignore_errors=True)
+    record = BodyPhase(str(folder.resolve()), file_sha256(folder / "model.safetensors"),
+                       folder_checksum(folder), time.perf_counter() - started, int(state.global_step),
+                       len(trainer.st_trainer.train_dataset), len(train), losses[-1] if losses else None)
+    with writing(work / BODY_RECORD, "SetFit body record") as tmp:
+        tmp.write_text(json.dumps({"config": _plain_config(config), "body": asdict(record)}, indent=1))
+    return record
+
+
+def saved_body(work: Path, config: dict) -> BodyPhase | None:
+    """The body phase of an earlier process of this same run, or None when there is none, it was of another
+    config, or its weights are no longer the ones it recorded."""
+    try:
+        saved = json.loads((work / BODY_RECORD).read_text())
+        record = BodyPhase(**{**saved["body"], "phase": "resumed"})
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if saved.get("config") != _plain_config(config):
+        return None
+    weights = Path(record.folder) / "model.safetensors"
+    if not weights.is_file() or file_sha256(weights) != record.weights_sha256:
+        return None
+    return record
+
+
+def train_setfit(config: dict, out: str | Path, resume: bool = False, progress: bool = True) -> Path | None:
+    """Run one SetFit run (body phase, re-embedding, head) described by a validated run config and write its
+    result to `out`; returns the path."""
+    out = Path(out)
+    world = mpi_world()
+    if world.size > 1:
+        raise ConfigError(f"task setfit runs on one rank (the body phase is not data parallel), but "
+                          f"{world.size} were started; run it without mpiexec/srun, and several runs side by "
+                          "side instead")
+    # The body phase is large matrix products that use every core; a small quantum head runs faster on one
+    # thread (config/runs/quantum_head.yaml), so each phase has its own setting.
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(config["setfit"]["threads"] or default_threads)
+    data = config["data"]
+    dataset = load_dataset(data["dataset"])
+    if dataset.is_pair:
+        raise ConfigError(f"data.dataset={data['dataset']!r} is a sentence-pair task; task setfit tunes a "
+                          "body on single sentences (sst2-sentences, glue/SST-2, glue/CoLA)")
+    split = run_split(config, np.asarray(dataset.labels), dataset.splits)
+    work = setfit_folder(out)
+    body = saved_body(work, config) if resume else None
+    if body is None:
+        shutil.rmtree(work, ignore_errors=True)  # another config's or an unfinished phase's leftovers
+        work.mkdir(parents=True)
+        body = tune_body(config, dataset.subset(split.train), work, progress)
+
+    started = time.perf_counter()
+    embed_dataset(dataset, body.folder, work / EMBEDDINGS, batch_size=config["setfit"]["embed_batch_size"],
+                  progress=progress)
+    embed_seconds = time.perf_counter() - started
+    tuned = {**config, "data": {**data, "model": body.folder, "embeddings_dir": str(work / EMBEDDINGS)}}
+    head_data = load_head_data(tuned, DTYPES[config["train"]["dtype"]], progress)
+    base = resolve_model(data["model"])
+    head_data.body = {**head_data.body, "base_model": data["model"], "base_model_id": base.model_id,
+                      "base_weights_sha256": weights_sha256(base), "phase": body.phase, "steps": body.steps,
+                      "pairs": body.pairs, "train_rows": body.train_rows, "train_loss": body.train_loss}
+    head_data.phases = {"body_s": body.seconds, "embed_s": embed_seconds}
+    torch.set_num_threads(config["train"]["threads"] or default_threads)
+    if config["model"]["kind"] in SKLEARN_KINDS:
+        path = train_sklearn_head(config, head_data, out)
+    else:
+        path = train_torch_head(config, head_data, out, resume, world, progress)
+    shutil.rmtree(work / EMBEDDINGS, ignore_errors=True)  # the result is whole; the body makes them again
+    return path
