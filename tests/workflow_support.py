@@ -19,6 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 STUDIES = sorted((REPO / "config").glob("*.yaml"))
+STUDY_SCHEMA = REPO / "workflow" / "schemas" / "study.schema.yaml"
 FAMILIES = ("quantum_heads", "classical_heads", "adapters")
 
 
@@ -63,3 +64,23 @@ def hpcq_verb_available(*verb: str) -> bool:
     """Whether `hpcq VERB --help` works here (verbs land one by one)."""
     hpcq = shutil.which("hpcq")
     return hpcq is not None and subprocess.run([hpcq, *verb, "--help"], capture_output=True).returncode == 0
+
+
+def scaling_only(tmp_path: Path) -> dict:
+    """A valid study that needs no run config: stage a data set, one scaling entry."""
+    data = {"source": str(shared_data()), "root": str(tmp_path / "data"), "datasets": ["sst2-sentences"]}
+    return {
+        "study": "reject",
+        "data": data,
+        "scaling": [{"name": "small", "qubits": "4..6", "ranks": [1, 2], "backend": "distributed"}],
+    }
+
+
+def head_study(tmp_path: Path, grid: dict, set_: dict | None = None) -> dict:
+    """One quantum-head experiment over a minimal run config, embeddings of the shared data."""
+    run_config = tmp_path / "head.yaml"
+    run_config.write_text("task: head\n")
+    experiment = {"name": "grid", "config": str(run_config), "seeds": [0, 1], "set": set_ or {}, "grid": grid}
+    study = scaling_only(tmp_path)
+    study.update(quantum_heads=[experiment], scaling=[])
+    return study

@@ -2,24 +2,32 @@
 # rule, adapters_mpi, carries the `mpi` resource (the Slurm plugin refuses an MPI job of one task).
 
 
-for mpi in (False, True):
+rule adapters:
+    input:
+        unpack(study.train_inputs),
+    output:
+        paths.run,
+    log:
+        paths.run_log,
+    wildcard_constraints:
+        family="adapters",
+        experiment=study.adapter_names(mpi=False),
+    params:
+        overrides=study.train_overrides,
+        **launch_params(mpi=False),
+    threads: per_wildcard_threads(study.experiment_spec)
+    resources:
+        **per_wildcard_resources(study.experiment_spec, nodes=True),
+    shell:
+        commands.launched(TRAIN)
 
-    rule:
-        name:
-            "adapters_mpi" if mpi else "adapters"
-        input:
-            unpack(train_inputs),
-        output:
-            RUN_PATTERN,
-        log:
-            RUN_LOG_PATTERN,
-        wildcard_constraints:
-            family="adapters",
-            experiment=adapter_names(mpi),
-        params:
-            overrides=train_overrides,
-        threads: per_wildcard_threads(experiment_spec, adapter_ranks if mpi else None)
-        resources:
-            **per_wildcard_resources(experiment_spec, tasks_of=adapter_ranks if mpi else None, nodes=True),
-        shell:
-            train_command(mpi)
+
+use rule adapters as adapters_mpi with:
+    wildcard_constraints:
+        family="adapters",
+        experiment=study.adapter_names(mpi=True),
+    params:
+        **launch_params(mpi=True),
+    threads: per_wildcard_threads(study.experiment_spec, study.adapter_ranks)
+    resources:
+        **per_wildcard_resources(study.experiment_spec, tasks_of=study.adapter_ranks, nodes=True),

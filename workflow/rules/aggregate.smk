@@ -7,13 +7,13 @@ localrules:
 
 rule aggregate:
     input:
-        study_runs(),
+        study.runs(),
     output:
-        directory(f"{RESULTS}/aggregate"),
+        directory(paths.aggregate),
     log:
-        f"{LOGS}/aggregate.log",
+        paths.log("aggregate"),
     params:
         # results/<study>/runs next to results/<study>/aggregate, derived so remote storage can map it.
         runs=lambda wildcards, output: Path(output[0]).parent / "runs",
     shell:
-        hpcq() + " aggregate {params.runs:q} --out {output:q} > {log:q} 2>&1"
+        commands.hpcq("aggregate {params.runs:q} --out {output:q} > {log:q} 2>&1")

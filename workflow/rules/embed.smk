@@ -4,25 +4,25 @@
 
 from hpcq.data.fingerprint import staged_checksum
 
-embedded_from, embed_arguments = prepared_by(EMBEDDINGS_PATTERN)
+embedded_from, embed_arguments = study.prepared_by(paths.embeddings)
 
 
 rule embed:
     input:
         embedded_from,
     output:
-        directory(EMBEDDINGS_PATTERN),
+        directory(paths.embeddings),
     log:
-        f"{LOGS}/embed/{{dataset}}/{{model}}.log",
+        paths.log("embed/{dataset}/{model}"),
     wildcard_constraints:
         model="[^/]+",
     params:
         arguments=embed_arguments,
-        data=lambda wildcards: staged_checksum(wildcards.dataset, DATA_ROOT, DATA_SOURCE),
+        data=lambda wildcards: staged_checksum(wildcards.dataset, paths.data_root, paths.data_source),
         shard_size=f"--shard-size {config['embed']['shard_size']}" if config["embed"]["shard_size"] else "",
+        **launch_params(mpi=config["embed"]["ranks"] > 1),
     threads: job_threads(config["embed"], tasks=config["embed"]["ranks"])
     resources:
         **job_resources(config["embed"], tasks=config["embed"]["ranks"]),
     shell:
-        hpcq(mpi=config["embed"]["ranks"] > 1)
-        + " embed {params.arguments} {params.shard_size} --out-dir {output:q} > {log:q} 2>&1"
+        commands.launched("embed {params.arguments} {params.shard_size} --out-dir {output:q} > {log:q} 2>&1")

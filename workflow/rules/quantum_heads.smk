@@ -3,19 +3,20 @@
 
 rule quantum_heads:
     input:
-        unpack(train_inputs),
+        unpack(study.train_inputs),
     output:
-        RUN_PATTERN,
+        paths.run,
     log:
-        RUN_LOG_PATTERN,
+        paths.run_log,
     wildcard_constraints:
         family="quantum_heads",
     params:
-        overrides=train_overrides,
+        overrides=study.train_overrides,
+        **launch_params(mpi=False),
     group:
         "heads"
-    threads: per_wildcard_threads(experiment_spec)
+    threads: per_wildcard_threads(study.experiment_spec)
     resources:
-        **per_wildcard_resources(experiment_spec),
+        **per_wildcard_resources(study.experiment_spec),
     shell:
-        train_command()
+        commands.launched(TRAIN)

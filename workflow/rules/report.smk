@@ -11,10 +11,10 @@ if config["report"]:
             rules.aggregate.output,
             rules.energy.output if "energy" in config else [],
         output:
-            directory(REPORT_DIR),
+            directory(paths.report),
         log:
-            f"{LOGS}/report.log",
+            paths.log("report"),
         params:
             results=lambda wildcards, output: Path(output[0]).parent,
         shell:
-            hpcq() + " report {params.results:q} --out {output:q} > {log:q} 2>&1"
+            commands.hpcq("report {params.results:q} --out {output:q} > {log:q} 2>&1")

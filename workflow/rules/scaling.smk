@@ -3,26 +3,30 @@
 # NAME.h5 and one file per (qubits, ranks) run into the folder NAME/ (both outputs, so that a failed job's
 # partial folder is removed like its summary).
 
-for mpi in (False, True):
 
-    rule:
-        name:
-            "scaling_mpi" if mpi else "scaling"
-        output:
-            summary=SCALING_PATTERN,
-            runs=directory(SCALING_RUNS_PATTERN),
-        log:
-            f"{LOGS}/scaling/{{name}}.log",
-        wildcard_constraints:
-            name=scaling_names(mpi),
-        params:
-            qubits=lambda wildcards: scaling_spec(wildcards)["qubits"],
-            ranks=lambda wildcards: ",".join(map(str, scaling_spec(wildcards)["ranks"])),
-            backend=lambda wildcards: scaling_spec(wildcards)["backend"],
-        threads: per_wildcard_threads(scaling_spec, scaling_tasks if mpi else None)
-        resources:
-            **per_wildcard_resources(scaling_spec, tasks_of=scaling_tasks if mpi else None, nodes=True),
-        shell:
-            hpcq(mpi)
-            + " bench scale --qubits {params.qubits} --ranks {params.ranks} --backend {params.backend}"
-            " --out {output.summary:q} > {log:q} 2>&1"
+rule scaling:
+    output:
+        summary=paths.scaling,
+        runs=directory(paths.scaling_runs),
+    log:
+        paths.log("scaling/{name}"),
+    wildcard_constraints:
+        name=study.scaling_names(mpi=False),
+    params:
+        options=study.scaling_options,
+        **launch_params(mpi=False),
+    threads: per_wildcard_threads(study.scaling_spec)
+    resources:
+        **per_wildcard_resources(study.scaling_spec, nodes=True),
+    shell:
+        commands.launched("bench scale {params.options} --out {output.summary:q} > {log:q} 2>&1")
+
+
+use rule scaling as scaling_mpi with:
+    wildcard_constraints:
+        name=study.scaling_names(mpi=True),
+    params:
+        **launch_params(mpi=True),
+    threads: per_wildcard_threads(study.scaling_spec, study.scaling_tasks)
+    resources:
+        **per_wildcard_resources(study.scaling_spec, tasks_of=study.scaling_tasks, nodes=True),

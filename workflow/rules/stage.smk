@@ -4,24 +4,27 @@
 # (and so re-embedded and retrained) instead of the jobs reading the old copy.
 
 from hpcq.data.fingerprint import staged_checksum
+from hpcq.study.study import names_matching
 
 
-if DATA_SOURCE:
+if paths.data_source:
 
     localrules:
         stage,
 
     rule stage:
         output:
-            directory(STAGED_PATTERN),
+            directory(paths.staged),
         log:
-            f"{LOGS}/stage/{{dataset}}.log",
+            paths.log("stage/{dataset}"),
         wildcard_constraints:
-            dataset="|".join(map(re.escape, DATA["datasets"])),
+            dataset=names_matching(config["data"]["datasets"]),
         params:
-            source=DATA_SOURCE,
-            source_checksum=lambda wildcards: staged_checksum(wildcards.dataset, DATA_SOURCE, None),
+            source=paths.data_source,
+            source_checksum=lambda wildcards: staged_checksum(wildcards.dataset, paths.data_source, None),
             root=lambda wildcards, output: Path(output[0]).parent,
         shell:
-            hpcq() + " stage --source {params.source:q} --dest {params.root:q} --dataset {wildcards.dataset}"
-            " > {log:q} 2>&1"
+            commands.hpcq(
+                "stage --source {params.source:q} --dest {params.root:q} --dataset {wildcards.dataset}"
+                " > {log:q} 2>&1"
+            )

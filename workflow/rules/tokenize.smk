@@ -3,24 +3,27 @@
 # again (see embed.smk).
 
 from hpcq.data.fingerprint import staged_checksum
+from hpcq.study.grid import GLUE
 
-tokenized_from, tokenize_arguments = prepared_by(TOKENS_PATTERN)
+tokenized_from, tokenize_arguments = study.prepared_by(paths.tokens)
 
 
 rule tokenize:
     input:
         tokenized_from,
     output:
-        directory(TOKENS_PATTERN),
+        directory(paths.tokens),
     log:
-        f"{LOGS}/tokenize/{{task}}/{{model}}/L{{max_length}}.log",
+        paths.log("tokenize/{task}/{model}/L{max_length}"),
     wildcard_constraints:
         model="[^/]+",
     params:
         arguments=tokenize_arguments,
-        data=lambda wildcards: staged_checksum(f"{GLUE}/{wildcards.task}", DATA_ROOT, DATA_SOURCE),
+        data=lambda wildcards: staged_checksum(
+            f"{GLUE}/{wildcards.task}", paths.data_root, paths.data_source
+        ),
     threads: job_threads(config["tokenize"])
     resources:
         **job_resources(config["tokenize"]),
     shell:
-        hpcq() + " tokenize {params.arguments} --out-dir {output:q} > {log:q} 2>&1"
+        commands.hpcq("tokenize {params.arguments} --out-dir {output:q} > {log:q} 2>&1")
