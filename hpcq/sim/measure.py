@@ -108,22 +108,21 @@ def adjoint_seed(
 ) -> torch.Tensor:
     """λ = 2 Σ_i g_i O_i ψ: the gradient (PyTorch's convention) of Σ_i g_i <ψ|O_i|ψ> with respect to ψ.
 
-    Summed in place into one new state: diagonal observables need no state-sized temporary (the in-place
-    backward of a large state holds ψ, λ and at most one more)."""
+    Built as one new state, the other terms added in place: diagonal observables together cost one pass over
+    the state and no state-sized temporary (the in-place backward of a large state holds ψ, λ and at most
+    one more)."""
     n = len(layout)
     batch = state.shape[-1]
     real_dtype = state.real.dtype
-    diagonal = torch.zeros([1] * n + [batch], dtype=real_dtype, device=state.device)
-    seed = torch.zeros_like(state)
+    weights = 2 * grad_out.to(real_dtype)
+    diagonal = None
     for i, pauli in enumerate(paulis):
-        weight = grad_out[:, i].to(real_dtype)
         if pauli.is_diagonal:
-            diagonal = diagonal + weight.view([1] * n + [batch]) * _sign_tensor(layout, pauli.z, real_dtype,
-                                                                               state.device)
-        else:
-            applied = apply_pauli(state, layout, pauli, complex_path)
-            if applied is not None:
-                seed.addcmul_(applied, weight.view(1, batch))
-    if any(p.is_diagonal for p in paulis):
-        qubit_view(seed, n).addcmul_(qubit_view(state, n), diagonal)
-    return seed.mul_(2)
+            term = weights[:, i].view([1] * n + [batch]) * _sign_tensor(layout, pauli.z, real_dtype, state.device)
+            diagonal = term if diagonal is None else diagonal + term
+    seed = torch.zeros_like(state) if diagonal is None else (qubit_view(state, n) * diagonal).reshape(state.shape)
+    for i, pauli in enumerate(paulis):
+        applied = None if pauli.is_diagonal else apply_pauli(state, layout, pauli, complex_path)
+        if applied is not None:
+            seed.addcmul_(applied, weights[:, i].view(1, batch))
+    return seed
