@@ -5,7 +5,7 @@ A measurement replaces a GPU parameter only when it can carry it:
 * device: it ran on the device class the model describes (a GPU); CPU runs are fitted and reported as a CPU
   node's figures, never fed to the GPU side;
 * regime (time per pass, memory bandwidth): 1-rank runs whose state is well beyond the last-level cache
-  (`hpcq.results.bandwidth_regime`), at least `MIN_SIZES` qubit counts, and a time per pass that grows 2^(b·n)
+  (`hpcq.energy.bandwidth_regime`), at least `MIN_SIZES` qubit counts, and a time per pass that grows 2^(b·n)
   with b within `SLOPE_RANGE`, as memory traffic does;
 * power: energy from a hardware meter of that device (NVML, AMD SMI), metered for at least
   `MIN_METERED_S` (the counters refresh every 20-100 ms), on runs in the memory-bound regime;
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from hpcq.errors import DataError
-from hpcq.results.bandwidth_regime import CACHE_MULTIPLE, cache_reasons
+from hpcq.energy.bandwidth_regime import CACHE_MULTIPLE, cache_reasons
 
 MODELLED_DEVICE = "gpu"
 SLOPE_RANGE = (0.9, 1.1)

@@ -13,8 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from hpcq.energy.bandwidth_regime import CACHE_MULTIPLE, in_regime
 from hpcq.results import stats
-from hpcq.results.bandwidth_regime import CACHE_MULTIPLE, in_regime
 
 FORMATS = ("png", "svg")
 _FONT = 9
@@ -151,7 +151,7 @@ def strong_scaling(table: pd.DataFrame) -> pd.DataFrame:
 def scaling_plot(runs: pd.DataFrame, out_dir: Path) -> list[Path]:
     """bench_scale runs: time per gate pass, achieved bandwidth (vs copy bandwidth), strong-scaling efficiency.
 
-    Runs below the memory-bound regime (`hpcq.results.bandwidth_regime`) are drawn hollow and get no efficiency.
+    Runs below the memory-bound regime (`hpcq.energy.bandwidth_regime`) are drawn hollow and get no efficiency.
     """
     if "run_kind" not in runs.columns or not set(SCALE_COLUMNS) <= set(runs.columns):
         return []
