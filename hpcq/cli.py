@@ -244,7 +244,7 @@ def energy(
                                                             "measured or assumed.")] = False,
 ) -> None:
     """GPU-vs-QPU energy per inference against qubit count: the crossover, its band and its sensitivity."""
-    from hpcq.energy.crossover_report import render, run_crossover
+    from hpcq.report.crossover_report import render, run_crossover
 
     render(run_crossover(config, out, results), explain=explain)
 
@@ -255,7 +255,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="Where report.html, report.md and its figures go.")],
 ) -> None:
     """One self-contained HTML page (plus Markdown) with the study's tables and plots; opens offline."""
-    from hpcq.results.report import build_report
+    from hpcq.report.study_report import build_report
 
     built = build_report(results_dir, out)
     print(f"wrote {built.html} ({len(built.images)} embedded images) and {built.markdown}")

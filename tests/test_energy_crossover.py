@@ -15,8 +15,8 @@ from hpcq.circuits import reuploading_ansatz
 from hpcq.cli import app
 from hpcq.energy import crossover as cx
 from hpcq.energy import model
-from hpcq.energy.crossover_report import run_crossover
 from hpcq.errors import ConfigError, DataError
+from hpcq.report.crossover_report import run_crossover
 from results_synthetic import write_bench_scale
 
 

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hpcq.cli import app
-from hpcq.energy.crossover_report import run_crossover
 from hpcq.energy.qualify import EXCHANGE, POWER, TIME, qualify
+from hpcq.report.crossover_report import run_crossover
 from hpcq.results.aggregate import collect_runs
 from hpcq.results.plots import strong_scaling
 from results_synthetic import write_bench_scale

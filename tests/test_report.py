@@ -15,9 +15,9 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from hpcq.cli import app
-from hpcq.energy.crossover_report import run_crossover
+from hpcq.report.crossover_report import run_crossover
+from hpcq.report.study_report import build_report
 from hpcq.results.aggregate import aggregate
-from hpcq.results.report import build_report
 from results_synthetic import write_bench_scale, write_study
 
 CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium"

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 import hpcq
+from hpcq.report.crossover_report import run_crossover
 from hpcq.results.aggregate import AggregateResult, collect_runs, load_aggregate
 from hpcq.results.analysis import draw_study_plots
 from hpcq.results.markdown import markdown_table
@@ -82,8 +83,6 @@ def _energy(source: Path, runs: pd.DataFrame, out_dir: Path) -> EnergySection:
     if (done / "crossover.json").is_file() and (done / "energy_vs_qubits.png").is_file():
         return EnergySection(json.loads((done / "crossover.json").read_text()), pd.read_csv(done / "scenarios.csv"),
                              pd.read_csv(done / "sensitivity.csv"), done / "energy_vs_qubits.png")
-    from hpcq.energy.crossover_report import run_crossover
-
     has_bench = "run_kind" in runs.columns and (runs["run_kind"] == "bench_scale").any()
     report = run_crossover(None, out_dir / "energy", runs=runs if has_bench else None)
     return EnergySection(report.summary(), report.scenarios, report.sensitivity, report.files["energy_vs_qubits.png"])

@@ -19,7 +19,9 @@ from matplotlib.figure import Figure
 from hpcq.energy import crossover as cx
 from hpcq.energy import model
 from hpcq.energy.qualify import Measurements, qualify
+from hpcq.results.aggregate import runs_from
 from hpcq.results.markdown import markdown_table
+from hpcq.results.plots import save
 
 _COLORS = {"gpu": "tab:green", "qpu": "tab:purple"}
 # The GPU parameters whose measurement makes the GPU side a measurement: time per pass (through the
@@ -119,8 +121,6 @@ def run_crossover(config_path: Path | None = None, out_dir: Path | None = None,
     config = cx.load_config(config_path)
     base, notes = config.nominal(), []
     if results_dir is not None and runs is None:
-        from hpcq.results.aggregate import runs_from
-
         runs = runs_from(Path(results_dir), progress=False).runs
     measurements = qualify(runs) if runs is not None else Measurements()
     base.update(measurements.overrides)
@@ -159,8 +159,6 @@ def run_crossover(config_path: Path | None = None, out_dir: Path | None = None,
 
 
 def energy_plot(report: CrossoverReport, out_dir: Path) -> list[Path]:
-    from hpcq.results.plots import save
-
     curves, config = report.curves, report.config
     figure = Figure(figsize=(7.0, 4.5), layout="constrained")
     axis = figure.subplots()
