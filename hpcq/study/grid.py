@@ -47,7 +47,6 @@ class Run:
 class Experiment:
     """A run grid of one family: its study entry and run id → Run."""
 
-    family: str
     spec: dict[str, Any]
     runs: dict[str, Run] = field(default_factory=dict)
 
@@ -134,7 +133,7 @@ def expand(family: str, index: int, spec: dict[str, Any], paths: StudyPaths,
     base = read_run_config(spec["config"], f"{key}.config")
     fixed = [override(k, v) for k, v in spec["set"].items()]
     shorts = short_keys(list(spec["grid"]), key)
-    experiment = Experiment(family, spec)
+    experiment = Experiment(spec)
     for values in itertools.product(*spec["grid"].values()):
         point = dict(zip(spec["grid"], values))
         varying = [override(k, v) for k, v in point.items()]
