@@ -21,7 +21,8 @@ Result: task head's groups; timing/ adds body_s (tuning; the original phase's se
 and head_s, and total_s is their sum; body/ names the tuned body (`model` = its folder, `weights_sha256`,
 `checksum`), the body it started from (`base_model`, `base_model_id`, `base_weights_sha256`) and the phase
 (`phase` tuned or resumed, `steps`, `pairs`, `train_rows`, `train_loss`). The tuned body stays in
-OUT.setfit/body (another run can use it as `data.model`); the re-embedded shards are removed with the result.
+OUT.setfit/body (another run can use it as `data.model`); the re-embedded shards go to data.embeddings_dir
+when it is set, else next to the body, from where they are removed with the result.
 """
 
 from __future__ import annotations
@@ -170,11 +171,14 @@ def train_setfit(config: dict, out: str | Path, resume: bool = False, progress: 
         work.mkdir(parents=True)
         body = tune_body(config, dataset.subset(split.train), work, progress)
 
+    # data.embeddings_dir, when set, takes the tuned body's shards (keyed by its files, so they never pass for
+    # another body's); by default they go next to the body and are removed with the result.
+    shards = Path(data["embeddings_dir"]) if data["embeddings_dir"] else work / EMBEDDINGS
     started = time.perf_counter()
-    embed_dataset(dataset, body.folder, work / EMBEDDINGS, batch_size=config["setfit"]["embed_batch_size"],
+    embed_dataset(dataset, body.folder, shards, batch_size=config["setfit"]["embed_batch_size"],
                   progress=progress)
     embed_seconds = time.perf_counter() - started
-    tuned = {**config, "data": {**data, "model": body.folder, "embeddings_dir": str(work / EMBEDDINGS)}}
+    tuned = {**config, "data": {**data, "model": body.folder, "embeddings_dir": str(shards)}}
     head_data = load_head_data(tuned, DTYPES[config["train"]["dtype"]], progress)
     base = resolve_model(data["model"])
     head_data.body = {**head_data.body, "base_model": data["model"], "base_model_id": base.model_id,
@@ -186,5 +190,6 @@ def train_setfit(config: dict, out: str | Path, resume: bool = False, progress: 
         path = train_sklearn_head(config, head_data, out)
     else:
         path = train_torch_head(config, head_data, out, resume, world, progress)
-    shutil.rmtree(work / EMBEDDINGS, ignore_errors=True)  # the result is whole; the body makes them again
+    if not data["embeddings_dir"]:
+        shutil.rmtree(shards, ignore_errors=True)  # the result is whole; the kept body makes them again
     return path
