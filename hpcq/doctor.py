@@ -128,9 +128,10 @@ def _gpu_paths() -> list[Check]:
     """Which GPU and MPI path a job started here would take, and why (the `auto` choices' own functions)."""
     import torch
 
-    from hpcq.energy.devices import logical_gpu, node_local_rank, physical_gpu_of
+    from hpcq.energy.devices import logical_gpu, physical_gpu_of
     from hpcq.energy.meter import open_sampler
     from hpcq.errors import HpcqError
+    from hpcq.runtime import node_local_rank
     from hpcq.sim.accelerator import accelerator_of, cuquantum_installed
     from hpcq.sim.distributed.exchange import ExchangeFacts, choose_exchange
     from hpcq.sim.tensornet import choose_contractor
@@ -138,7 +139,7 @@ def _gpu_paths() -> list[Check]:
     accelerator = accelerator_of(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     checks, metered = [], None
     if accelerator != "cpu":
-        local = node_local_rank(os.environ)
+        local = node_local_rank()
         logical = logical_gpu(local, torch.cuda.device_count())
         try:
             metered = physical_gpu_of(logical)

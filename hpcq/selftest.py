@@ -314,11 +314,12 @@ def check_energy() -> None:
     import torch
 
     from hpcq.circuits import reuploading_ansatz
-    from hpcq.energy.devices import logical_gpu, node_local_rank, physical_gpu_of
+    from hpcq.energy.devices import logical_gpu, physical_gpu_of
     from hpcq.energy.meter import EnergyMeter
+    from hpcq.runtime import node_local_rank
     from hpcq.sim import expectation
 
-    index = logical_gpu(node_local_rank(os.environ), torch.cuda.device_count())
+    index = logical_gpu(node_local_rank(), torch.cuda.device_count())
     physical = physical_gpu_of(index)
     method = "amdsmi" if torch.version.hip else "nvml"
     device = torch.device("cuda", index)

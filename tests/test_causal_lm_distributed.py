@@ -20,7 +20,6 @@ from safetensors.torch import load_file
 from hpcq.results import read_run
 from hpcq.train.causal_lm import train_causal_lm, weights_path
 from hpcq.train.config import validate_config
-from hpcq.train.distributed import Launch, detect_launch, first_host
 
 TOLERANCE = 1e-5
 
@@ -138,31 +137,3 @@ def test_srun_ranks_find_rank_zero_from_the_step_node_list() -> None:
     reports = launched(["srun", "-n", "2", sys.executable, "-c", LAUNCH_SCRIPT])
     assert [(r["rank"], r["size"], r["launcher"], r["sum"]) for r in reports] == [
         (0, 2, "slurm", 3.0), (1, 2, "slurm", 3.0)]
-
-
-@pytest.mark.parametrize(
-    ("env", "launch"),
-    [
-        ({}, Launch()),
-        ({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "n1", "MASTER_PORT": "29500"},
-         Launch(3, 8, 1, "torchrun", "n1", 29500)),
-        ({"OMPI_COMM_WORLD_RANK": "5", "OMPI_COMM_WORLD_SIZE": "6", "OMPI_COMM_WORLD_LOCAL_RANK": "1"},
-         Launch(5, 6, 1, "mpi")),
-        # srun step: rank 0's node from the step's node list, a port both ranks derive from the job and step ids
-        ({"SLURM_PROCID": "6", "SLURM_STEP_NUM_TASKS": "8", "SLURM_LOCALID": "2", "SLURM_JOB_ID": "1234",
-          "SLURM_STEP_ID": "0", "SLURM_STEP_NODELIST": "gpu[007-008]", "SLURM_NTASKS": "8"},
-         Launch(6, 8, 2, "slurm", "gpu007", 20000 + (1234 * 7) % 20000)),
-        # the batch script of a Slurm job is not a step: one rank, whatever SLURM_NTASKS says
-        ({"SLURM_PROCID": "0", "SLURM_NTASKS": "8", "SLURM_JOB_ID": "1234"}, Launch()),
-        ({"PMI_RANK": "1", "PMI_SIZE": "4", "MPI_LOCALRANKID": "1"}, Launch(1, 4, 1, "mpi")),
-    ],
-    ids=["single", "torchrun", "openmpi", "srun-step", "slurm-batch", "pmi"],
-)
-def test_detect_launch(env: dict[str, str], launch: Launch) -> None:
-    assert detect_launch(env) == launch
-
-
-def test_first_host_of_a_slurm_node_list() -> None:
-    assert first_host("gpu[007-010,012],login1") == "gpu007"
-    assert first_host("node12") == "node12"
-    assert first_host("a100-[3,5]") == "a100-3"

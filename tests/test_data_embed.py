@@ -232,7 +232,8 @@ def test_pair_task_embeds_both_sentences(tmp_path):
 MPI_SCRIPT = f"""
 import json, sys
 import numpy as np
-from hpcq.data import data_root, embed_dataset, load_sst2_sentences, mpi_world
+from hpcq.data import data_root, embed_dataset, load_sst2_sentences
+from hpcq.runtime import mpi_world
 data = load_sst2_sentences(data_root()).subset({ROWS})
 report = embed_dataset(data, out_dir=sys.argv[1], shard_size={SHARD_SIZE}, batch_size=8, progress=False)
 print(json.dumps({{"rank": mpi_world().rank, **report.as_dict()}}))

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from hpcq.errors import ConfigError
-from hpcq.train.distributed import detect_launch, expand_hostlist, first_host, slurm_hostnames
+from hpcq.runtime import detect_launch, expand_hostlist, first_host, slurm_hostnames
 
 CASES = {
     "x1000c0s[1-4]b0n0": ["x1000c0s1b0n0", "x1000c0s2b0n0", "x1000c0s3b0n0", "x1000c0s4b0n0"],

@@ -278,7 +278,7 @@ def test_checkpoints_hold_only_what_the_restricted_loader_accepts(shard_dir, tmp
     `weights_only`, and its RNG states continue every generator exactly where the run left them."""
     import random
 
-    from hpcq.data import World
+    from hpcq.runtime import World
     from hpcq.train.loop import Split, fit, set_rng_state
 
     config = load_config(write_config(tmp_path, shard_dir, model={"kind": "mlp"}, train={"epochs": 1}))

@@ -45,6 +45,7 @@ import torch
 
 from hpcq.circuits import reuploading_ansatz
 from hpcq.errors import ConfigError, ResourceError
+from hpcq.runtime import mpi_world, node_local_rank, synchronize
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BACKENDS = ("distributed", "statevector", "custatevec")
@@ -137,11 +138,6 @@ def parse_ranks(text: str) -> tuple[int, ...]:
 
 # --- measurements ---------------------------------------------------------------------------------------
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _max(comm, value: float) -> float:
     if comm is None or comm.Get_size() == 1:
         return value
@@ -198,12 +194,12 @@ def copy_gbps(nbytes: int, device: torch.device, comm, min_seconds: float) -> fl
     source = torch.ones(elements, dtype=torch.float32, device=device)
     target = torch.empty_like(source)
     target.copy_(source)  # first touch outside the timing
-    _sync(device)
+    synchronize(device)
     _barrier(comm)
     copies, start = 0, time.perf_counter()
     while True:
         target.copy_(source)
-        _sync(device)
+        synchronize(device)
         copies += 1
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds and copies >= 3:
@@ -273,9 +269,9 @@ def _device(spec: ScaleSpec) -> torch.device:
     second node past its GPUs' count, back onto its first GPUs)."""
     device = torch.device(spec.device)
     if device.type == "cuda" and device.index is None:
-        from hpcq.energy.devices import logical_gpu, node_local_rank
+        from hpcq.energy.devices import logical_gpu
 
-        device = torch.device("cuda", logical_gpu(node_local_rank(os.environ), torch.cuda.device_count()))
+        device = torch.device("cuda", logical_gpu(node_local_rank(), torch.cuda.device_count()))
     return device
 
 
@@ -321,12 +317,12 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
         with torch.no_grad():
             values.append(float(expectation(circuit, weights, features, observable, backend=spec.backend,
                                             **options)[0, 0]))
-        _sync(device)
+        synchronize(device)
 
     # NVML / AMD SMI number physical GPUs; torch's cuda:N is the Nth one this rank sees
     physical = physical_gpu_of(device.index) if device.type == "cuda" else None
     meter = EnergyMeter(interval_s=0.1, devices=None if physical is None else [physical],
-                        sync=(lambda: _sync(device)))
+                        sync=(lambda: synchronize(device)))
     warm = CommStats()
     with meter:
         seconds, calls, warmup = timed_calls(step, comm, spec.min_seconds, on_warm=lambda: warm.add(stats))
@@ -339,7 +335,7 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
         def gradient_step() -> None:
             w, x = weights.detach().requires_grad_(), features.detach().requires_grad_()
             expectation(circuit, w, x, observable, backend=spec.backend, **options)[0, 0].backward()
-            _sync(device)
+            synchronize(device)
 
         gradient_seconds, _, _ = timed_calls(gradient_step, comm, spec.min_seconds)
         gradient = {"gradient_time_per_call_s": gradient_seconds, "gradient_ratio": gradient_seconds / seconds}
@@ -402,7 +398,6 @@ def scaling_tables(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, float
 def run_scale_bench(spec: ScaleSpec, say: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Every (qubits, ranks) run of `spec` on this MPI world; the report on world rank 0, None elsewhere."""
     from hpcq.bench.scale_launch import split_first, wait_idle
-    from hpcq.data.ranks import mpi_world
 
     spec.validate()
     world = mpi_world()
@@ -527,7 +522,6 @@ def bench_scale(spec: ScaleSpec, out: Path, as_json: bool = False) -> int:
     import json
 
     from hpcq.bench.scale_launch import relaunch
-    from hpcq.data.ranks import mpi_world
 
     spec.validate()
     if mpi_world().size == 1 and max(spec.ranks) > 1:

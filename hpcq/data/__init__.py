@@ -7,7 +7,7 @@ from hpcq.data.dataset import UNLABELLED, TextDataset
 from hpcq.data.embed import EmbedReport, embed_dataset
 from hpcq.data.glue import GLUE_TASKS, load_glue
 from hpcq.data.paths import data_root, dataset_dir
-from hpcq.data.ranks import World, mpi_world, partition
+from hpcq.data.ranks import partition
 from hpcq.data.registry import DATASET_NAMES, load_dataset
 from hpcq.data.sentence_model import PACKAGED, packaged_model_path
 from hpcq.data.shards import EmbeddingTable, load_embeddings
@@ -25,7 +25,6 @@ __all__ = [
     "SplitIndices",
     "StageReport",
     "TextDataset",
-    "World",
     "data_root",
     "dataset_dir",
     "embed_dataset",
@@ -34,7 +33,6 @@ __all__ = [
     "load_glue",
     "load_setfit_sst2",
     "load_sst2_sentences",
-    "mpi_world",
     "packaged_model_path",
     "paper_split",
     "partition",

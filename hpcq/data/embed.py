@@ -18,7 +18,6 @@ from tqdm.auto import tqdm
 
 from hpcq.data.dataset import TextDataset
 from hpcq.data.paths import data_root
-from hpcq.data.ranks import World, mpi_world
 from hpcq.data.registry import load_dataset
 from hpcq.data.sentence_model import (
     PACKAGED,
@@ -31,6 +30,7 @@ from hpcq.data.sentence_model import (
 )
 from hpcq.data.shards import shard_matches, shard_path, shard_rows, write_shard
 from hpcq.errors import ConfigError
+from hpcq.runtime import World, mpi_world
 
 
 @dataclass

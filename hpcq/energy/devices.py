@@ -70,19 +70,6 @@ def gpu_names() -> list[str]:
     amd = amdsmi_handles() or []
     return [nvml_name(h) for h in nvidia] + [amdsmi_name(h) for h in amd]
 
-#: a process's rank on its node, as launchers say it: torchrun, Open MPI, Slurm's srun, MPICH's Hydra, Cray PALS
-LOCAL_RANK_VARIABLES = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID",
-                        "PALS_LOCAL_RANKID")
-
-
-def node_local_rank(environ: Mapping[str, str]) -> int:
-    """This process's rank among the ranks on its node (0 when no launcher says)."""
-    for name in LOCAL_RANK_VARIABLES:
-        if environ.get(name, "").isdigit():
-            return int(environ[name])
-    return 0
-
-
 def logical_gpu(local_rank: int, visible: int) -> int:
     """torch's device index for a rank: its rank on the node (not in the job) modulo the GPUs it sees, so the
     ranks of each node spread over that node's GPUs."""

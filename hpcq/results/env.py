@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from hpcq.energy.devices import gpu_names
+from hpcq.runtime import launch_of
 
 KEY_LIBRARIES = (
     "numpy", "h5py", "torch", "qiskit", "qiskit-aer", "pennylane", "mpi4py", "cuquantum-python-cu12",
@@ -27,7 +28,6 @@ SCHEDULER_VARIABLES = (
     "SLURM_NTASKS", "SLURM_CLUSTER_NAME", "SLURM_JOB_PARTITION", "CUDA_VISIBLE_DEVICES",
     "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "OMP_NUM_THREADS",
 )
-_LAUNCHER_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 
 
 def library_versions() -> dict[str, str]:
@@ -42,14 +42,11 @@ def library_versions() -> dict[str, str]:
 
 
 def mpi_world_size() -> int:
-    """MPI world size: from mpi4py if the program already initialised MPI, else from launcher variables."""
+    """MPI world size: from mpi4py if the program already initialised MPI, else the launcher's."""
     mpi4py = sys.modules.get("mpi4py.MPI")
     if mpi4py is not None and mpi4py.Is_initialized() and not mpi4py.Is_finalized():
         return int(mpi4py.COMM_WORLD.Get_size())
-    for variable in _LAUNCHER_SIZE_VARIABLES:
-        if os.environ.get(variable, "").isdigit():
-            return int(os.environ[variable])
-    return 1
+    return launch_of().world_size
 
 
 def _cpu_model() -> str:

@@ -145,7 +145,7 @@ def call_facts(circuit, weights: torch.Tensor, features: torch.Tensor | None, **
 def _local_comm():
     """A one-rank communicator under an MPI launcher (else None): auto's distributed run is this process's own,
     never a state split over ranks that each hold different samples (data parallelism)."""
-    from hpcq.data.ranks import mpi_world
+    from hpcq.runtime import mpi_world
 
     if mpi_world().comm is None:
         return None

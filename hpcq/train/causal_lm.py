@@ -53,6 +53,7 @@ from hpcq.data.reasoning import (
 )
 from hpcq.data.splits import subset_rows
 from hpcq.errors import ConfigError, HpcqError
+from hpcq.runtime import synchronize
 from hpcq.train.checkpoint import checkpoint_path, load_run_checkpoint, save_checkpoint
 from hpcq.train.distributed import (
     DistContext,
@@ -385,7 +386,7 @@ def _run(config: dict, out: Path, resume: bool, progress: bool, stop_after: int 
     from transformers import get_scheduler
 
     from hpcq.energy import EnergyMeter
-    from hpcq.train.glue import PeakMemory, synchronize
+    from hpcq.train.glue import PeakMemory
 
     started = time.perf_counter()
     train = config["train"]

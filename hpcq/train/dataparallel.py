@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import torch
 
-from hpcq.data.ranks import World
+from hpcq.runtime import World
 
 
 def allreduce_gradients(parameters: Iterable[torch.nn.Parameter], world: World) -> None:

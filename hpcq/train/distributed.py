@@ -2,135 +2,26 @@
 wrap the model for data parallelism (DDP) or sharding (FSDP), and save/restore training state that does not
 depend on the number of ranks.
 
-Launchers recognised, in this order (rank, world size, local rank):
-
-* torchrun: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT;
-* Open MPI's mpiexec: OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK;
-* Slurm's srun: SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID (the batch script itself has no
-  SLURM_STEP_NUM_TASKS, so a plain command in a job script stays one rank);
-* MPICH/Cray PMI: PMI_RANK, PMI_SIZE, MPI_LOCALRANKID.
-
-Without MASTER_ADDR/MASTER_PORT, rank 0's address comes from Slurm's step node list (the first node, a port
-derived from the job id) or, under mpiexec, from an MPI broadcast of rank 0's host name and a free port.
+Which launcher started the ranks, and rank 0's address, is `hpcq.runtime.detect_launch`; without
+MASTER_ADDR/MASTER_PORT or a Slurm step, rank 0's host name and a free port are broadcast over MPI.
 Backends: NCCL on GPUs, gloo on CPUs. One rank needs no process group at all.
 """
 
 from __future__ import annotations
 
 import inspect
-import itertools
-import os
-import re
-import shutil
 import signal
 import socket
-import subprocess
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from hpcq.errors import ConfigError
+from hpcq.runtime import Launch, detect_launch
 
 STRATEGIES = ("auto", "none", "ddp", "fsdp")
-#: one host-list item: text and bracket groups, no comma outside brackets
-_HOST_ITEM = r"(?:[^,\[\]]|\[[^\[\]]*\])+"
-
-
-@dataclass(frozen=True)
-class Launch:
-    """How this process was started: its rank among `world_size`, its rank on the node, the launcher, and
-    rank 0's address when the launcher gives one."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    launcher: str = "single"
-    master_addr: str | None = None
-    master_port: int | None = None
-
-
-def expand_hostlist(hostlist: str) -> list[str]:
-    """Every host of a Slurm host list, in order, in pure Python: comma-separated items, each literal text and
-    bracket groups of numbers and ranges (zero padding kept from the range's first number); several groups in
-    one item expand as a product, the first slowest: `rack[1-2]-node[01-02]` → rack1-node01, rack1-node02,
-    rack2-node01, rack2-node02; `x1000c0s[1-2]b0n0` → x1000c0s1b0n0, x1000c0s2b0n0."""
-    text = hostlist.strip()
-    if not re.fullmatch(rf"{_HOST_ITEM}(?:,{_HOST_ITEM})*", text):
-        raise ConfigError(f"cannot read the Slurm host list {hostlist!r}; set MASTER_ADDR and MASTER_PORT")
-    hosts: list[str] = []
-    for item in re.findall(_HOST_ITEM, text):
-        choices = [[literal] if literal else _bracket(group, hostlist)
-                   for literal, group in re.findall(r"([^\[]+)|\[([^\]]*)\]", item)]
-        hosts += ["".join(parts) for parts in itertools.product(*choices)]
-    return hosts
-
-
-def _bracket(group: str, hostlist: str) -> list[str]:
-    """The numbers of one bracket group, `001234-001237,001240` → 001234, 001235, 001236, 001237, 001240."""
-    numbers: list[str] = []
-    for part in group.split(","):
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
-        if not match or (match[2] is not None and int(match[2]) < int(match[1])):
-            raise ConfigError(f"cannot read {part!r} in the Slurm host list {hostlist!r} (expected N or N-M with "
-                              f"N <= M); set MASTER_ADDR and MASTER_PORT")
-        low, high = match[1], match[2] or match[1]
-        numbers += [f"{i:0{len(low)}d}" for i in range(int(low), int(high) + 1)]
-    return numbers
-
-
-def slurm_hostnames(hostlist: str, scontrol: str | None = None) -> list[str]:
-    """Every host of a Slurm host list: `scontrol show hostnames` where Slurm's client is installed (it reads
-    every form this Slurm writes), else (or where it refuses the list) `expand_hostlist`."""
-    scontrol = scontrol or shutil.which("scontrol")
-    if scontrol:
-        try:
-            done = subprocess.run([scontrol, "show", "hostnames", hostlist], capture_output=True, text=True,
-                                  timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            done = None
-        if done is not None and done.returncode == 0 and done.stdout.split():
-            return done.stdout.split()
-    return expand_hostlist(hostlist)
-
-
-def first_host(nodelist: str) -> str:
-    """The first host of a Slurm host list: `gpu[007-010,012],login1` → `gpu007`, `x1000c0s[1-4]b0n0` →
-    `x1000c0s1b0n0`."""
-    return slurm_hostnames(nodelist)[0]
-
-
-def _int(environ: Mapping[str, str], name: str) -> int:
-    try:
-        return int(environ[name])
-    except ValueError:
-        raise ConfigError(f"environment variable {name}={environ[name]!r} is not an integer") from None
-
-
-def detect_launch(environ: Mapping[str, str] | None = None) -> Launch:
-    """The launch this process belongs to, read from the launcher's environment variables."""
-    env = os.environ if environ is None else environ
-    addr = env.get("MASTER_ADDR")
-    port = _int(env, "MASTER_PORT") if "MASTER_PORT" in env else None
-    if "RANK" in env and "WORLD_SIZE" in env:
-        return Launch(_int(env, "RANK"), _int(env, "WORLD_SIZE"), int(env.get("LOCAL_RANK", "0")), "torchrun",
-                      addr, port)
-    if "OMPI_COMM_WORLD_SIZE" in env:
-        return Launch(_int(env, "OMPI_COMM_WORLD_RANK"), _int(env, "OMPI_COMM_WORLD_SIZE"),
-                      int(env.get("OMPI_COMM_WORLD_LOCAL_RANK", "0")), "mpi", addr, port)
-    if "SLURM_STEP_NUM_TASKS" in env and "SLURM_PROCID" in env:
-        if addr is None and "SLURM_STEP_NODELIST" in env:
-            addr = first_host(env["SLURM_STEP_NODELIST"])
-        if port is None and "SLURM_JOB_ID" in env:
-            # Ranks of one step agree on it without talking; distinct jobs on a node rarely collide.
-            port = 20000 + (_int(env, "SLURM_JOB_ID") * 7 + int(env.get("SLURM_STEP_ID", "0") or 0)) % 20000
-        return Launch(_int(env, "SLURM_PROCID"), _int(env, "SLURM_STEP_NUM_TASKS"),
-                      int(env.get("SLURM_LOCALID", "0")), "slurm", addr, port)
-    if "PMI_SIZE" in env and "PMI_RANK" in env:
-        return Launch(_int(env, "PMI_RANK"), _int(env, "PMI_SIZE"), int(env.get("MPI_LOCALRANKID", "0")), "mpi",
-                      addr, port)
-    return Launch()
 
 
 def _mpi_rendezvous(launch: Launch) -> tuple[str, int]:

@@ -35,6 +35,7 @@ from hpcq.data.sentence_model import PACKAGED, resolve_model
 from hpcq.data.splits import subset_rows
 from hpcq.data.tokens import TokenShard, read_token_shard, tokenize_glue
 from hpcq.errors import ConfigError
+from hpcq.runtime import synchronize
 from hpcq.train.checkpoint import checkpoint_path, load_run_checkpoint, save_checkpoint
 from hpcq.train.loop import check_finite_loss, rng_state, set_rng_state
 
@@ -123,12 +124,6 @@ def _device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name!r} but no CUDA device is visible here; use train.device=auto or cpu")
     return device
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work, so wall-clock timings cover it (a no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class MeanPooledClassifier(torch.nn.Module):

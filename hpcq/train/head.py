@@ -25,11 +25,9 @@ import torch
 
 from hpcq.data import (
     SplitIndices,
-    World,
     embed_dataset,
     load_dataset,
     load_embeddings,
-    mpi_world,
     paper_split,
     standard_split,
 )
@@ -37,6 +35,7 @@ from hpcq.data.paths import data_root
 from hpcq.errors import DataError
 from hpcq.models import build_head, trainable_parameter_count
 from hpcq.models.sklearn_heads import SKLEARN_KINDS, fit_sklearn_head
+from hpcq.runtime import World, mpi_world
 from hpcq.train.checkpoint import checkpoint_path
 from hpcq.train.dataparallel import barrier
 from hpcq.train.loop import Split, evaluate, fit

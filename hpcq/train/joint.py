@@ -30,10 +30,11 @@ from tqdm.auto import tqdm
 
 from hpcq.adapters.methods import AdaptedModel, adapt_model
 from hpcq.adapters.targets import find_modules
-from hpcq.data import World, load_dataset, mpi_world, paper_split
+from hpcq.data import load_dataset, paper_split
 from hpcq.data.sentence_model import load_sentence_model, resolve_model
 from hpcq.errors import DataError
 from hpcq.models import build_head
+from hpcq.runtime import World, mpi_world
 from hpcq.train.checkpoint import checkpoint_path
 from hpcq.train.dataparallel import barrier, broadcast
 from hpcq.train.glue import adamw_with_head_rate

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hpcq.data import TextDataset, embed_dataset, load_dataset, mpi_world
+from hpcq.data import TextDataset, embed_dataset, load_dataset
 from hpcq.data.fingerprint import folder_checksum
 from hpcq.data.sentence_model import load_sentence_model, resolve_model, weights_sha256
 from hpcq.data.stage import file_sha256
@@ -46,6 +46,7 @@ from hpcq.errors import ConfigError, MissingDependencyError
 from hpcq.models.sklearn_heads import SKLEARN_KINDS
 from hpcq.outputs import writing
 from hpcq.results.schema import config_to_json
+from hpcq.runtime import mpi_world
 from hpcq.train.head import DTYPES, load_head_data, run_split, train_sklearn_head, train_torch_head
 
 BODY = "body"

@@ -47,7 +47,7 @@ _RANKS_PER_NODE: dict[int, int] = {}
 
 def default_comm():
     """MPI_COMM_WORLD when an MPI launcher started this process, else None (one rank)."""
-    from hpcq.data.ranks import mpi_world
+    from hpcq.runtime import mpi_world
 
     return mpi_world().comm
 
