@@ -13,9 +13,8 @@ from torch import nn
 from hpcq.adapters.quanta import (
     QuantaConfig,
     QuantaLinear,
-    from_pretrained,
+    QuantaModel,
     get_quanta_model,
-    merge_and_unload,
     parameter_count,
 )
 from hpcq.data.glue import load_glue
@@ -77,7 +76,7 @@ def test_minilm_init_merge_unmerge(minilm, batch):
         for name, layer in model.quanta_layers.items():
             assert (layer.base_layer.weight - originals[name]).abs().max() < 1e-6
 
-        plain = merge_and_unload(model)
+        plain = model.merge_and_unload()
         assert not any(isinstance(m, QuantaLinear) for m in plain.modules())
         assert type(plain.bert.encoder.layer[0].attention.self.query) is nn.Linear
         assert (plain(**inputs).logits - unmerged).abs().max() < 1e-5
@@ -97,7 +96,7 @@ def test_adapter_files_round_trip_exactly(minilm, batch, tmp_path):
     assert tensor_bytes == 4 * (2 * 104_448 + 770)
     assert tensor_bytes < sizes["adapter_model.safetensors"] < tensor_bytes + 16_384  # adapter only, no body
 
-    loaded = from_pretrained(copy.deepcopy(minilm), tmp_path).eval()
+    loaded = QuantaModel.from_pretrained(copy.deepcopy(minilm), tmp_path).eval()
     files = load_file(tmp_path / "adapter_model.safetensors")
     assert set(files) == set(saved)
     for key, value in loaded.adapter_state_dict().items():
@@ -113,13 +112,13 @@ def test_adapter_into_a_model_of_another_shape_is_refused(minilm, tmp_path):
     wider = BertForSequenceClassification(BertConfig(hidden_size=128, num_hidden_layers=6, num_attention_heads=4,
                                                      intermediate_size=256, vocab_size=100))
     with pytest.raises(ConfigError, match=r"shape 384→384, but in this model it is 128→128"):
-        from_pretrained(wider, tmp_path)
+        QuantaModel.from_pretrained(wider, tmp_path)
     deeper = BertForSequenceClassification(BertConfig(hidden_size=384, num_hidden_layers=7, num_attention_heads=12,
                                                       intermediate_size=64, vocab_size=100))
     with pytest.raises(ConfigError, match="trained on 12 layers, but its target_modules select 14"):
-        from_pretrained(deeper, tmp_path)
+        QuantaModel.from_pretrained(deeper, tmp_path)
     with pytest.raises(ConfigError, match="does not exist; pass the folder written by save_pretrained"):
-        from_pretrained(copy.deepcopy(minilm), tmp_path / "nowhere")
+        QuantaModel.from_pretrained(copy.deepcopy(minilm), tmp_path / "nowhere")
 
 
 def test_clear_errors_for_targets_and_axes(minilm):
@@ -199,13 +198,14 @@ def test_adapter_into_another_class_or_other_base_weights_is_refused(minilm, tmp
     other_class.__class__ = type("ReviewClassifier", (BertForSequenceClassification,), {})
     with pytest.raises(ConfigError, match=r"trained on a BertForSequenceClassification, but this model is a "
                                           r"ReviewClassifier; load it into a BertForSequenceClassification"):
-        from_pretrained(other_class, tmp_path)
+        QuantaModel.from_pretrained(other_class, tmp_path)
     torch.manual_seed(1)
     untrained = BertForSequenceClassification(minilm.config)  # same class and shapes, other weights
     with pytest.raises(ConfigError, match=r"trained on other base weights: layer 'bert\.encoder\.layer\.0\.attention"
                                           r"\.self\.query' has weight norm"):
-        from_pretrained(untrained, tmp_path)
-    from_pretrained(copy.deepcopy(minilm).double(), tmp_path)  # the same checkpoint in another dtype loads
+        QuantaModel.from_pretrained(untrained, tmp_path)
+    # the same checkpoint in another dtype loads
+    QuantaModel.from_pretrained(copy.deepcopy(minilm).double(), tmp_path)
 
 
 def test_truncated_adapter_file_is_a_clear_error_naming_it(minilm, tmp_path):
@@ -215,4 +215,4 @@ def test_truncated_adapter_file_is_a_clear_error_naming_it(minilm, tmp_path):
     weights = tmp_path / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(DataError, match=rf"{weights} is not a readable safetensors file .* truncated or damaged"):
-        from_pretrained(copy.deepcopy(minilm), tmp_path)
+        QuantaModel.from_pretrained(copy.deepcopy(minilm), tmp_path)

@@ -6,9 +6,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hpcq.adapters.quanta.axes import choose_axes
-from hpcq.adapters.quanta.layer import PATHS
 from hpcq.adapters.targets import Targets
 from hpcq.errors import ConfigError
+
+#: how a training forward is computed (`hpcq.adapters.quanta.layer` explains the costs)
+PATHS = ("auto", "dense", "chain")
+
+
+def check_path(path: str) -> None:
+    """ConfigError unless `path` is one of PATHS."""
+    if path not in PATHS:
+        raise ConfigError(f"path={path!r} is not one of {', '.join(PATHS)} (auto chooses per batch)")
 
 
 @dataclass
@@ -43,8 +51,7 @@ class QuantaConfig:
             raise ConfigError(f"n_axes={self.n_axes} is too small: QuanTA needs at least 2 axes (3 or 4 are usual)")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
-        if self.path not in PATHS:
-            raise ConfigError(f"path={self.path!r} is not one of {', '.join(PATHS)} (auto chooses per batch)")
+        check_path(self.path)
 
     def axes_for(self, in_features: int, out_features: int) -> tuple[int, ...]:
         """The axes for a layer of this shape: the configured ones, or a balanced split of max(in, out)."""

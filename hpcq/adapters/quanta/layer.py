@@ -38,11 +38,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from hpcq.adapters.quanta.axes import check_axes, gate_pairs, parameter_count
+from hpcq.adapters.quanta.config import check_path
 from hpcq.adapters.quanta.contraction import apply_gates, contraction_plan
 from hpcq.adapters.quanta.einsum import dense_operator
 from hpcq.errors import ConfigError
-
-PATHS = ("auto", "dense", "chain")
 
 CHAIN_PENALTY = 4.0
 """How many multiply-adds of one large GEMM cost as much time as one of the chain's: its GEMMs have an inner
@@ -108,8 +107,7 @@ class QuantaLinear(nn.Module):
         check_axes(self.axes, self.in_features, self.out_features, name)
         self.dim = math.prod(self.axes)
         self.quanta_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        if path not in PATHS:
-            raise ConfigError(f"path={path!r} is not one of {', '.join(PATHS)} (auto chooses per batch)")
+        check_path(path)
         self.path = path
         self.merged = False
         self._plan = contraction_plan(self.axes)

@@ -4,8 +4,8 @@
                                                 modules_to_save=["classifier"]))
     ...train...
     model.save_pretrained("adapter/")        # adapter_config.json + adapter_model.safetensors, adapter only
-    model = from_pretrained(fresh_base, "adapter/")
-    plain = merge_and_unload(model)          # plain nn.Linear layers again: no inference overhead
+    model = QuantaModel.from_pretrained(fresh_base, "adapter/")
+    plain = model.merge_and_unload()         # plain nn.Linear layers again: no inference overhead
 
 The adapter file holds θ, the frozen θ0 and the `modules_to_save` weights, never the base model's weights; the
 JSON config records the base model's class and every adapted layer's shape and base-weight norms, so loading into
@@ -248,17 +248,3 @@ def get_quanta_model(model: nn.Module, config: QuantaConfig) -> QuantaModel:
             parameter.requires_grad_(True)
     return QuantaModel(model, config)
 
-
-def merge_and_unload(model: QuantaModel) -> nn.Module:
-    """`model.merge_and_unload()`: the plain base model with the updates merged in."""
-    return model.merge_and_unload()
-
-
-def save_pretrained(model: QuantaModel, directory: str | Path) -> dict[str, int]:
-    """`model.save_pretrained(directory)`: adapter files only; returns bytes per file."""
-    return model.save_pretrained(directory)
-
-
-def from_pretrained(model: nn.Module, directory: str | Path) -> QuantaModel:
-    """`QuantaModel.from_pretrained(model, directory)`."""
-    return QuantaModel.from_pretrained(model, directory)
