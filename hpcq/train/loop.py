@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from hpcq.data.ranks import partition
 from hpcq.errors import ConfigError, HpcqError
+from hpcq.runtime import World
 from hpcq.train.checkpoint import load_run_checkpoint, save_checkpoint
 from hpcq.train.dataparallel import allreduce_gradients, allreduce_sum, barrier, broadcast, gather_to_root
 
