@@ -6,7 +6,7 @@ from typing import Sequence
 
 from torch import nn
 
-from hpcq.adapters.targets import Targets, find_modules
+from hpcq.adapters.targets import Targets, find_modules, require_linear
 from hpcq.errors import ConfigError
 
 
@@ -28,9 +28,8 @@ def linear_shapes(model: nn.Module, target_modules: Targets) -> list[tuple[int, 
     """(in_features, out_features) of every linear layer `target_modules` selects."""
     shapes = []
     for name, module in find_modules(model, target_modules):
-        if not isinstance(module, nn.Linear):
-            raise ConfigError(f"module {name!r} is a {type(module).__name__}, not an nn.Linear; leave it out of target_modules")
-        shapes.append((module.in_features, module.out_features))
+        linear = require_linear(module, name)
+        shapes.append((linear.in_features, linear.out_features))
     return shapes
 
 

@@ -29,6 +29,14 @@ def linear_names(model: nn.Module, limit: int = 8) -> str:
     return shown or "(none: the model has no nn.Linear)"
 
 
+def require_linear(module: nn.Module, name: str) -> nn.Linear:
+    """`module` itself when it is an nn.Linear (the only layer type QuanTA and LoRA adapt), else a ConfigError."""
+    if not isinstance(module, nn.Linear):
+        raise ConfigError(f"module {name!r} is a {type(module).__name__}, not an nn.Linear; QuanTA and LoRA adapt "
+                          f"linear layers only, so leave it out of target_modules")
+    return module
+
+
 def find_modules(model: nn.Module, targets: Targets, option: str = "target_modules") -> list[tuple[str, nn.Module]]:
     """(name, module) for every module `targets` selects; ConfigError naming existing layers when none is."""
     if not targets:

@@ -41,22 +41,13 @@ from hpcq.adapters.quanta.axes import check_axes, gate_pairs, parameter_count
 from hpcq.adapters.quanta.config import check_path
 from hpcq.adapters.quanta.contraction import apply_gates, contraction_plan
 from hpcq.adapters.quanta.einsum import dense_operator
-from hpcq.errors import ConfigError
+from hpcq.adapters.targets import require_linear
 
 CHAIN_PENALTY = 4.0
 """How many multiply-adds of one large GEMM cost as much time as one of the chain's: its GEMMs have an inner
 size of only d_m·d_n (16 to 128) and it copies the whole activation between them. Measured with 1 thread on
 the 2-core development machine for 6-4-4-4, 1,536 tokens (`hpcq bench adapters` reports both paths): the chain's
 212 M multiply-adds took 96 ms, the dense path's 279 M (weight gradient plus building T) 38 ms."""
-
-
-def require_linear(module: nn.Module, name: str) -> None:
-    """ConfigError unless `module` is an nn.Linear (the only layer type QuanTA adapts)."""
-    if not isinstance(module, nn.Linear):
-        raise ConfigError(
-            f"module {name!r} is a {type(module).__name__}, not an nn.Linear; QuanTA adapts linear layers only, "
-            f"so leave it out of target_modules"
-        )
 
 
 def _gate_arithmetic(device: torch.device):

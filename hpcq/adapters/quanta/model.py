@@ -26,8 +26,8 @@ from torch import nn
 
 from hpcq.adapters.quanta.axes import check_axes
 from hpcq.adapters.quanta.config import QuantaConfig
-from hpcq.adapters.quanta.layer import QuantaLinear, require_linear
-from hpcq.adapters.targets import find_modules
+from hpcq.adapters.quanta.layer import QuantaLinear
+from hpcq.adapters.targets import find_modules, require_linear
 from hpcq.atomic import atomic_path
 from hpcq.errors import ConfigError, DataError
 
