@@ -30,6 +30,14 @@ def test_aer_shots_are_within_five_standard_errors():
     assert ((sampled - exact).abs() <= 5 * standard_error + 1e-12).all()
 
 
+@pytest.mark.parametrize("shots", [0, -3, 2.5, True])
+def test_aer_refuses_bad_shot_counts_as_the_shot_sampler_does(shots):
+    """One validator (hpcq.sim.shots.check_shots): True is not one shot, whichever backend samples."""
+    circuit = random_circuit(2, 5, 1, 0, seed=1)
+    with pytest.raises(ConfigError, match=f"shots={shots!r} must be a positive integer"):
+        expectation(circuit, torch.zeros(circuit.n_weights), None, ["IZ"], backend="aer", shots=shots)
+
+
 def test_aer_refuses_to_pretend_it_has_gradients():
     circuit = random_circuit(2, 5, 1, 0, seed=1)
     with pytest.raises(ConfigError, match="without gradients"):

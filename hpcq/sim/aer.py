@@ -19,6 +19,7 @@ import torch
 from hpcq.circuits.circuit import Circuit
 from hpcq.errors import ConfigError, MissingDependencyError
 from hpcq.sim.observables import Pauli, parse_observables
+from hpcq.sim.shots import check_shots
 
 
 DEVICES = ("CPU", "GPU")
@@ -85,8 +86,7 @@ def expectation(
     if torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad)):
         raise ConfigError("backend 'aer' returns values without gradients; use backend='statevector' to train, "
                           "or call it under torch.no_grad()")
-    if shots is not None and (not isinstance(shots, int) or shots < 1):
-        raise ConfigError(f"shots={shots!r} must be a positive integer, or None for exact expectation values")
+    check_shots(shots)
     paulis = parse_observables(observables, circuit.n_qubits)
     samples = [None] if features is None else list(features.detach().cpu().double())
     simulator = _simulator(noise_model, exact=shots is None, seed=seed, device=device)
