@@ -1,13 +1,16 @@
 """A circuit is an ordered list of gates on qubits whose angles come from weights, features or constants.
 
 The description is backend-neutral: simulators compile it (fusing gates, choosing real or complex
-arithmetic); `to_qiskit` binds it for one sample so Qiskit can serve as the reference.
+arithmetic); `to_qiskit` binds it for one sample so Qiskit can serve as the reference. A circuit changes
+only through its methods (its gates are a tuple), and each change moves `version`, so what a simulator
+derived from a circuit (`CircuitCache`) is never served for a changed one.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Generic, Hashable, Literal, Sequence, TypeVar
 
 from hpcq.errors import ConfigError
 
@@ -45,10 +48,24 @@ class Circuit:
         if not isinstance(n_qubits, int) or n_qubits < 1:
             raise ConfigError(f"n_qubits={n_qubits!r} must be a positive integer")
         self.n_qubits = n_qubits
-        self.gates: list[Gate] = []
+        self._gates: list[Gate] = []
+        self._gate_tuple: tuple[Gate, ...] | None = ()
+        self._version = 0
         self._n_weights = 0
         self._n_features = 0
         self.amplitude_features: int | None = None
+
+    @property
+    def gates(self) -> tuple[Gate, ...]:
+        """The gates in order, as a tuple: only `gate`, `extend` and `encode_amplitudes` change a circuit."""
+        if self._gate_tuple is None:  # built once per change, not on every append
+            self._gate_tuple = tuple(self._gates)
+        return self._gate_tuple
+
+    @property
+    def version(self) -> int:
+        """A number that moves on every change of the circuit (gates or initial state)."""
+        return self._version
 
     @property
     def n_weights(self) -> int:
@@ -111,7 +128,9 @@ class Circuit:
             self._n_weights = max(self._n_weights, gate.index + 1)
         elif gate.source == "feature":
             self._n_features = max(self._n_features, gate.index + 1)
-        self.gates.append(gate)
+        self._gates.append(gate)
+        self._gate_tuple = None
+        self._version += 1
 
     def encode_amplitudes(self, n_features: int) -> "Circuit":
         """Start from the L2-normalised feature vector as amplitudes (zero-padded to 2**n_qubits).
@@ -120,7 +139,7 @@ class Circuit:
         loaded without explicitly constructing a quantum circuit"); only a simulator can do this, so it is a
         property of the circuit's initial state rather than a gate. Features 0..n_features-1 are the amplitudes.
         """
-        if self.gates:
+        if self._gates:
             raise ConfigError("encode_amplitudes() must come before any gate: it sets the initial state")
         if not isinstance(n_features, int) or not 1 <= n_features <= 2**self.n_qubits:
             raise ConfigError(
@@ -129,6 +148,7 @@ class Circuit:
             )
         self.amplitude_features = n_features
         self._n_features = max(self._n_features, n_features)
+        self._version += 1
         return self
 
     def extend(self, other: "Circuit") -> "Circuit":
@@ -159,3 +179,31 @@ class Circuit:
         from hpcq.circuits.qiskit_export import to_qiskit
 
         return to_qiskit(self, weights, features)
+
+
+T = TypeVar("T")
+
+
+class CircuitCache(Generic[T]):
+    """Values a backend derives from a circuit (compiled blocks, kernel programs, contraction plans, noisy
+    copies), per circuit object and setting. Circuits are held weakly, so their values go with them; a
+    circuit's values are dropped when its `version` moves, so a changed circuit (even one of the same length)
+    is never served a stale value; and at most `per_circuit` settings are kept per circuit (the oldest go
+    first), as settings such as batch sizes or noise rates can vary without end."""
+
+    def __init__(self, per_circuit: int = 16):
+        self.per_circuit = per_circuit
+        self._store: weakref.WeakKeyDictionary[Circuit, tuple[int, dict[Hashable, T]]]
+        self._store = weakref.WeakKeyDictionary()
+
+    def get(self, circuit: Circuit, key: Hashable, build: Callable[[], T]) -> T:
+        """The value for (`circuit` as it is now, `key`): cached, else `build()` and kept."""
+        version, values = self._store.get(circuit, (None, None))
+        if values is None or version != circuit.version:
+            values = {}
+            self._store[circuit] = (circuit.version, values)
+        if key not in values:
+            if len(values) >= self.per_circuit:
+                del values[next(iter(values))]
+            values[key] = build()
+        return values[key]

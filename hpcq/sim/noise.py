@@ -22,14 +22,13 @@ flips p has mean (1 − 2p)^w·<P>.
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
-from hpcq.circuits.circuit import GATE_ARITY, Circuit
+from hpcq.circuits.circuit import GATE_ARITY, Circuit, CircuitCache
 from hpcq.errors import ConfigError
 from hpcq.sim.observables import Pauli, parse_observables
 
@@ -151,16 +150,13 @@ def readout_transform(values: torch.Tensor, paulis: list[Pauli], readout: tuple[
     return torch.stack(columns, dim=1) if columns else values
 
 
-_SLOTS: "weakref.WeakKeyDictionary[Circuit, dict]" = weakref.WeakKeyDictionary()
+_SLOTS: CircuitCache[PauliSlots] = CircuitCache()
 
 
 def _cached_slots(circuit: Circuit, spec: NoiseSpec) -> PauliSlots:
-    """One slotted circuit per (circuit, gate count, rates), so the simulator's compile cache stays warm."""
-    per_circuit = _SLOTS.setdefault(circuit, {})
-    key = (len(circuit.gates), spec.depolarizing_1q, spec.depolarizing_2q)
-    if key not in per_circuit:
-        per_circuit[key] = with_pauli_slots(circuit, spec)
-    return per_circuit[key]
+    """One slotted circuit per (circuit as it is, rates), so the simulator's compile cache stays warm."""
+    rates = (spec.depolarizing_1q, spec.depolarizing_2q)
+    return _SLOTS.get(circuit, rates, lambda: with_pauli_slots(circuit, spec))
 
 
 def noisy_expectation(

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import math
 import os
-import weakref
 from dataclasses import dataclass
 
 import torch
 
-from hpcq.circuits.circuit import Circuit
+from hpcq.circuits.circuit import Circuit, CircuitCache
 from hpcq.errors import ConfigError
 from hpcq.sim.fusion import Block, fuse
 from hpcq.sim.kernel import DEFAULT_TILE_BYTES, KernelLibrary, compiled_expectation, load_library, unsupported_gates
@@ -52,18 +51,13 @@ class CompiledCircuit:
         return all(block.is_real for block in self.blocks)
 
 
-_COMPILED: "weakref.WeakKeyDictionary[Circuit, dict]" = weakref.WeakKeyDictionary()
+_COMPILED: CircuitCache[CompiledCircuit] = CircuitCache()
 
 
 def compile_circuit(circuit: Circuit, max_qubits: int = 5, max_rotations: int = 6) -> CompiledCircuit:
-    """Fuse once per circuit (and fusion setting); recompiled automatically if gates were appended."""
-    per_circuit = _COMPILED.setdefault(circuit, {})
-    key = (len(circuit.gates), max_qubits, max_rotations)
-    if key not in per_circuit:
-        max_qubits = min(max_qubits, circuit.n_qubits)
-        per_circuit.clear()
-        per_circuit[key] = CompiledCircuit(circuit, fuse(circuit, max_qubits, max_rotations), len(circuit.gates))
-    return per_circuit[key]
+    """Fuse once per circuit (and fusion setting); recompiled automatically if the circuit changed."""
+    return _COMPILED.get(circuit, (max_qubits, max_rotations), lambda: CompiledCircuit(
+        circuit, fuse(circuit, min(max_qubits, circuit.n_qubits), max_rotations), len(circuit.gates)))
 
 
 def _angle_table(block: Block, weights: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:

@@ -30,7 +30,6 @@ CPU. `contractor="auto"` takes it only on NVIDIA GPUs (`choose_contractor`), nev
 from __future__ import annotations
 
 import math
-import weakref
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -41,7 +40,7 @@ import opt_einsum
 import psutil
 import torch
 
-from hpcq.circuits.circuit import Circuit, Gate
+from hpcq.circuits.circuit import Circuit, CircuitCache, Gate
 from hpcq.errors import ConfigError, MissingDependencyError, ResourceError
 from hpcq.sim.accelerator import accelerator_of, cuquantum_installed
 from hpcq.sim.gates import FIXED_GATES, rotation_terms
@@ -297,7 +296,7 @@ def _cotengra_plan(network: Network, batch: int) -> Plan:
 
 
 _PLANNERS = {"sweep": _sweep_plan, "greedy": _greedy_plan, "cotengra": _cotengra_plan}
-_PLANS: "weakref.WeakKeyDictionary[Circuit, dict]" = weakref.WeakKeyDictionary()
+_PLANS: CircuitCache[tuple[Network, Plan]] = CircuitCache()
 
 
 def plan_network(network: Network, batch: int, optimize: str = "auto") -> Plan:
@@ -311,12 +310,11 @@ def plan_network(network: Network, batch: int, optimize: str = "auto") -> Plan:
 
 
 def _cached_plan(circuit: Circuit, pauli: Pauli, batch: int, optimize: str) -> tuple[Network, Plan]:
-    per_circuit = _PLANS.setdefault(circuit, {})
-    key = (len(circuit.gates), pauli, batch, optimize)
-    if key not in per_circuit:
+    def build() -> tuple[Network, Plan]:
         network = build_network(circuit.gates, pauli, circuit.n_qubits)
-        per_circuit[key] = (network, plan_network(network, batch, optimize))
-    return per_circuit[key]
+        return network, plan_network(network, batch, optimize)
+
+    return _PLANS.get(circuit, (pauli, batch, optimize), build)
 
 
 def _check_plan_fits(plan: Plan, amplitude_bytes: int, device: torch.device, pauli: Pauli, n_qubits: int) -> None:

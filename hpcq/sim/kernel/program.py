@@ -9,12 +9,11 @@ on its target (the paper's building block) becomes one operation.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
-from hpcq.circuits.circuit import REAL_GATES, Circuit, Gate
+from hpcq.circuits.circuit import REAL_GATES, Circuit, CircuitCache, Gate
 
 #: operation codes shared with real_gates.c (enum OP_*)
 OP_CODES: dict[str, int] = {"ry": 0, "cnot": 1, "cnot_ry": 2, "cz": 3, "x": 4, "z": 5, "h": 6}
@@ -168,14 +167,9 @@ def build_program(circuit: Circuit, local_qubits: int) -> KernelProgram:
     )
 
 
-_PROGRAMS: "weakref.WeakKeyDictionary[Circuit, dict]" = weakref.WeakKeyDictionary()
+_PROGRAMS: CircuitCache[KernelProgram] = CircuitCache()
 
 
 def compile_program(circuit: Circuit, local_qubits: int) -> KernelProgram:
-    """`build_program`, cached per circuit and qubit budget; rebuilt if gates were appended since."""
-    per_circuit = _PROGRAMS.setdefault(circuit, {})
-    key = (len(circuit.gates), local_qubits)
-    if key not in per_circuit:
-        per_circuit.clear()
-        per_circuit[key] = build_program(circuit, local_qubits)
-    return per_circuit[key]
+    """`build_program`, cached per circuit and qubit budget; rebuilt if the circuit changed since."""
+    return _PROGRAMS.get(circuit, local_qubits, lambda: build_program(circuit, local_qubits))
