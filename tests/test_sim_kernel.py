@@ -267,34 +267,46 @@ def test_dense_blocks_on_any_bits_match_tensordot(dtype, tolerance, width):
         assert (ours.double() - expected).abs().max() <= tolerance * expected.abs().max(), (n, positions)
 
 
+def _adjoint_reference(psi: torch.Tensor, lam: torch.Tensor, positions: list[int], matrix: torch.Tensor):
+    """(Mᵀψ, Mᵀλ, dL/dM = Σ λ ⊗ Mᵀψ over the amplitudes each group of M mixes), by tensordot."""
+    n, k = psi.numel().bit_length() - 1, len(positions)
+    psi_in, lam_in = (_dense_reference(v, positions, matrix.T.contiguous()) for v in (psi, lam))
+    axes = [n - 1 - positions[j] for j in reversed(range(k))]  # M's index, most significant bit first
+    grouped = [v.reshape([2] * n).movedim(axes, list(range(k))).reshape(2**k, -1) for v in (lam, psi_in)]
+    return psi_in, lam_in, grouped[0] @ grouped[1].T
+
+
 @needs_kernels
 @pytest.mark.parametrize("width", ["native", 32, 64])
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
-def test_dense_adjoint_unapplies_and_reduces_like_torch(dtype, tolerance, width):
-    """ψ ← Mᵀψ, λ ← Mᵀλ and dL/dM = Σ λ_out ⊗ ψ_in over the amplitudes, on lane bits, row bits and both, at
-    both SIMD widths, on 1 and 3 threads (each twice: the reduction order is fixed, so the gradient is too);
-    states of 4 and 8 amplitudes are narrower than a 64-byte vector (the kernel's scalar path)."""
+def test_dense_adjoint_unapplies_stages_and_reduces_like_torch(dtype, tolerance, width):
+    """Stages of blocks un-applied in one pass (ψ ← Mᵀψ, λ ← Mᵀλ, dL/dM = Σ λ_out ⊗ ψ_in per block, in order):
+    blocks on lane bits, row bits and both, whole small states and tiles of large ones, at both SIMD widths,
+    on 1 and 3 threads (each twice: the reduction order is fixed, so the gradient is too); states of 4 and 8
+    amplitudes are narrower than a 64-byte vector (the kernel's scalar path)."""
     from hpcq.sim.kernel.dense import unapply_dense
 
     library = _library_of_width(width)
     generator = torch.Generator().manual_seed(6)
-    cases = [(2, [1, 0]), (3, [0]), (4, [2, 0, 3]), (9, [8, 3, 0, 6]), (12, [11, 0, 5, 2, 9]), (10, [9, 4]),
-             (11, [3, 7, 10]), (8, [1, 2]), (13, [12, 3, 8, 5, 0, 1])]
-    for n, positions in cases:
-        k = len(positions)
+    stages = [(2, [[1, 0], [0]]), (3, [[0]]), (4, [[2, 0, 3]]), (9, [[8, 3, 0, 6], [1, 2], [8]]),
+              (12, [[11, 0, 5, 2, 9], [7, 1, 10, 4, 3, 6]]), (15, [[14, 13, 12], [12, 11, 10], [10, 9]]),
+              (15, [[0, 8, 14]]), (16, [[15, 2, 1], [5, 6], [4]]), (16, [[9, 10, 11], [0, 1, 2], [15, 4]])]
+    for n, positions in stages:
         psi, lam = torch.randn(2, 2**n, dtype=torch.float64, generator=generator)
-        matrix = torch.linalg.qr(torch.randn(2**k, 2**k, dtype=torch.float64, generator=generator))[0]
-        psi_in, lam_in = (_dense_reference(v, positions, matrix.T.contiguous()) for v in (psi, lam))
-        axes = [n - 1 - positions[j] for j in reversed(range(k))]  # M's index, most significant bit first
-        grouped = [v.reshape([2] * n).movedim(axes, list(range(k))).reshape(2**k, -1) for v in (lam, psi_in)]
-        expected = grouped[0] @ grouped[1].T
+        matrices = [torch.linalg.qr(torch.randn(2 ** len(p), 2 ** len(p), dtype=torch.float64,
+                                                generator=generator))[0] for p in positions]
+        psi_in, lam_in, expected = psi, lam, []
+        for block_positions, matrix in zip(positions, matrices):
+            psi_in, lam_in, grad = _adjoint_reference(psi_in, lam_in, block_positions, matrix)
+            expected.append(grad)
         for threads in (1, 3):
             results = []
             for _ in range(2):
                 ours_psi, ours_lam = psi.to(dtype, copy=True), lam.to(dtype, copy=True)
-                grad = unapply_dense(library, ours_psi, ours_lam, positions, matrix, threads=threads)
-                results.append(grad)
-                for ours, reference in ((ours_psi, psi_in), (ours_lam, lam_in), (grad, expected)):
+                grads = unapply_dense(library, ours_psi, ours_lam, list(zip(positions, matrices)),
+                                      threads=threads)
+                results.append(torch.cat([g.reshape(-1) for g in grads]))
+                for ours, reference in ((ours_psi, psi_in), (ours_lam, lam_in), *zip(grads, expected)):
                     error = (ours.double() - reference).abs().max()
                     assert error <= tolerance * reference.abs().max(), (n, positions, threads)
             assert torch.equal(results[0], results[1])
@@ -310,10 +322,11 @@ def test_dense_kernel_refuses_what_it_cannot_take():
         with pytest.raises(ValueError, match="refused positions"):
             apply_dense(library, state, positions, torch.eye(2 ** len(positions), dtype=torch.float64))
         with pytest.raises(ValueError, match="refused positions"):
-            unapply_dense(library, state, state.clone(), positions,
-                          torch.eye(2 ** len(positions), dtype=torch.float64))
+            unapply_dense(library, state, state.clone(),
+                          [([0], torch.eye(2, dtype=torch.float64)),
+                           (positions, torch.eye(2 ** len(positions), dtype=torch.float64))])
     with pytest.raises(ValueError, match="λ shaped, typed and aligned like ψ"):
-        unapply_dense(library, state, state[:32].clone(), [0], torch.eye(2, dtype=torch.float64))
+        unapply_dense(library, state, state[:32].clone(), [([0], torch.eye(2, dtype=torch.float64))])
 
 
 # A library whose loading alone (its constructor) leaves a marker file: proof that hpcq did or did not load it.

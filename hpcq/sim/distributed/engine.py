@@ -5,9 +5,9 @@ the outputs and what backward needs; `backward(finals, matrices, grad_out, want_
 of the initial amplitudes and of every block matrix), so the same autograd function drives both. Each rank
 applies the same fused blocks to its slice; sums over amplitudes (expectation values, dL/dU) are local sums
 followed by one allreduce; an index-bit swap in the forward pass is undone by the same swap in reverse on ψ
-and λ in the backward pass. With the compiled kernels a shared real block is un-applied from ψ and λ in
-place, its dL/dU reduced in the same pass (`unapply_dense`), whatever index bits its qubits occupy; other
-blocks are moved to the leading axes and un-applied by torch matmuls.
+and λ in the backward pass. With the compiled kernels, runs of consecutive shared real blocks are un-applied
+from ψ and λ in place as stages, each block's dL/dU reduced in the same pass (`unapply_dense`), whatever index
+bits their qubits occupy; other blocks are moved to the leading axes and un-applied by torch matmuls.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hpcq.sim.distributed.local import SliceApplier
 from hpcq.sim.distributed.placement import Apply, Exchange, Measure, PlacementPlan
 from hpcq.sim.fusion import Block
 from hpcq.sim.kernel import KernelLibrary
-from hpcq.sim.kernel.dense import dense_applies, dense_positions, unapply_dense
+from hpcq.sim.kernel.dense import dense_applies, dense_positions, stage_fits, unapply_dense
 from hpcq.sim.layout import (
     Layout, apply_matrix, canonical_layout, leading_layout, outer_on_leading, permute_state, reorder_matrix,
 )
@@ -143,7 +143,16 @@ class DistributedEngine:
         lam = None
         grads = [torch.zeros_like(m) if m.requires_grad else None for m in matrices]
         before = list(self.globals_before)
+        stage: list[int] = []  # blocks for the compiled kernels, in the order they are un-applied
         for step in reversed(self.plan.steps):
+            if isinstance(step, Apply) and self._compiled(step.block, psi, lam, matrices):
+                if not self._fits(stage + [step.block], layout, psi):
+                    self._unapply_stage(stage, psi, lam, layout, matrices, grads)
+                    stage = []
+                stage.append(step.block)
+                continue
+            self._unapply_stage(stage, psi, lam, layout, matrices, grads)
+            stage = []
             if isinstance(step, Exchange):
                 previous = before.pop()
                 back = tuple(previous[p] for p in step.positions)
@@ -156,6 +165,7 @@ class DistributedEngine:
                 weights = grad_out[:, self.groups[step.group]] * signs.to(device=grad_out.device, dtype=grad_out.dtype)
                 seed = adjoint_seed(psi, layout, local_paulis, weights, self.complex_path)
                 lam = seed if lam is None else lam.add_(seed)
+        self._unapply_stage(stage, psi, lam, layout, matrices, grads)
         grads = self._summed(grads)
         grad_psi0 = None
         if want_psi0:
@@ -163,16 +173,32 @@ class DistributedEngine:
             grad_psi0 = self.collectives.gather_columns(local)
         return grad_psi0, grads
 
+    def _compiled(self, block: int, psi, lam, matrices) -> bool:
+        """Whether the compiled adjoint un-applies this block: a matrix shared by the batch, both states real
+        CPU slices it takes."""
+        k = len(self.blocks[block].qubits)
+        return matrices[block].shape[0] == 1 and dense_applies(self.library, psi, k) and \
+            dense_applies(self.library, lam, k)
+
+    def _fits(self, stage: list[int], layout, psi) -> bool:
+        """Whether these blocks can be un-applied as one stage (`stage_fits`)."""
+        bits = {p for b in stage for p in dense_positions(layout, self.blocks[b].qubits, psi.shape[-1])}
+        return stage_fits(bits, psi.numel().bit_length() - 1, psi.dtype)
+
+    def _unapply_stage(self, stage: list[int], psi, lam, layout, matrices, grads) -> None:
+        """Un-apply the stage's blocks from ψ and λ in place (one pass over both), adding each dL/dU."""
+        if not stage:
+            return
+        batch = psi.shape[-1]
+        blocks = [(dense_positions(layout, self.blocks[b].qubits, batch), matrices[b][0]) for b in stage]
+        for b, local_grad in zip(stage, unapply_dense(self.library, psi, lam, blocks)):
+            if grads[b] is not None:
+                grads[b] += local_grad.to(matrices[b].dtype)
+
     def _unapply(self, step: Apply, psi, lam, layout, matrices, grads):
+        """Un-apply a block with torch: moved to the leading axes, then matmuls."""
         block, matrix = self.blocks[step.block], matrices[step.block]
         k = len(block.qubits)
-        shared = matrix.shape[0] == 1
-        if shared and dense_applies(self.library, psi, k) and dense_applies(self.library, lam, k):
-            positions = dense_positions(layout, block.qubits, psi.shape[-1])
-            local_grad = unapply_dense(self.library, psi, lam, positions, matrix[0])
-            if grads[step.block] is not None:
-                grads[step.block] += local_grad.to(matrix.dtype)
-            return psi, lam, layout
         target = leading_layout(layout, _msb_first(block))
         psi, lam = permute_state(psi, layout, target), permute_state(lam, layout, target)
         psi, _ = apply_block(psi, target, block, matrix, self.complex_path, inverse=True)

@@ -191,8 +191,8 @@ def _open(path: Path, compiler: str, flags: tuple[str, ...]) -> KernelLibrary:
         dense.argtypes = [integer, pointer, integer, pointer, pointer, integer]
         dense.restype = integer
         adjoint = getattr(cdll, f"hpcq_dense_adjoint_{precision}")
-        # n_bits, psi, lam, k, positions, matrix, grad, threads
-        adjoint.argtypes = [integer, pointer, pointer, integer, pointer, pointer, pointer, integer]
+        # n_bits, psi, lam, n_blocks, widths, positions, matrices, grads, threads
+        adjoint.argtypes = [integer, pointer, pointer, integer, pointer, pointer, pointer, pointer, integer]
         adjoint.restype = integer
     cdll.hpcq_dense_max_qubits.restype = integer
     # n_rot, source, grad, batch, padded, grad_weights, grad_features, n_features
