@@ -32,13 +32,14 @@ from hpcq.data import (
     standard_split,
 )
 from hpcq.data.paths import data_root
+from hpcq.energy import EnergyMeter
 from hpcq.errors import DataError
 from hpcq.models import build_head, trainable_parameter_count
 from hpcq.models.sklearn_heads import SKLEARN_KINDS, fit_sklearn_head
 from hpcq.runtime import World, mpi_world
 from hpcq.train.checkpoint import checkpoint_path
 from hpcq.train.dataparallel import barrier
-from hpcq.train.loop import Split, evaluate, fit
+from hpcq.train.loop import Split, fit, fit_and_test
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -122,17 +123,11 @@ def _sizes(data: HeadData) -> dict[str, int]:
     return {"train_size": len(data.train), "val_size": len(data.validation), "test_size": len(data.test)}
 
 
-def _meter(config: dict):
-    from hpcq.energy import EnergyMeter
-
-    return EnergyMeter(config["energy"]["method"])
-
-
 def train_sklearn_head(config: dict, data: HeadData, out: Path) -> Path:
     """logreg / SVC: grid on validation, then test; the same result schema as the torch heads."""
     as_numpy = lambda split: (split.x.double().numpy(), split.y.numpy())  # noqa: E731
     started = time.perf_counter()
-    with _meter(config) as meter:
+    with EnergyMeter(config["energy"]["method"]) as meter:
         fitted = fit_sklearn_head(config["model"]["kind"], config["model"], as_numpy(data.train),
                                   as_numpy(data.validation), config["seed"])
         test_accuracy = float(fitted.model.score(*as_numpy(data.test)))
@@ -154,29 +149,14 @@ def train_torch_head(config: dict, data: HeadData, out: Path, resume: bool, worl
     model = build_head(config["model"], data.in_features, data.n_classes, DTYPES[config["train"]["dtype"]])
     if hasattr(model, "prepare"):
         model.prepare(data.train.x)
-    # Each rank draws its own shots and noise; rank 0 keeps the single-rank stream.
-    torch.manual_seed(config["seed"] + 7919 * world.rank + 1)
     started = time.perf_counter()
-    with _meter(config) as meter:
-        state = fit(model, data.train, data.validation, config, world, checkpoint_path(out), resume, progress)
-        model.load_state_dict(state.best_model)
-        test_started = time.perf_counter()
-        _, test_accuracy = evaluate(model, data.test, world, config["train"]["eval_batch_size"])
-        test_seconds = time.perf_counter() - test_started
-    if world.rank != 0:
-        barrier(world)
+    tested = fit_and_test(model, data.test, config, world, lambda: fit(
+        model, data.train, data.validation, config, world, checkpoint_path(out), resume, progress))
+    if tested is None:
         return None
     counts = model.parameter_counts() if hasattr(model, "parameter_counts") else {}
-    path = _write(out, config, data,
-                  metrics={**state.curves, "step_loss": state.step_loss},
-                  final={"val_accuracy": state.best_accuracy, "test_accuracy": test_accuracy, **_sizes(data),
-                         "n_trainable_params": trainable_parameter_count(model), "best_epoch": state.best_epoch,
-                         "epochs_run": state.epoch, "stopped_early": state.stopped_early},
-                  timing={"epoch_s": state.epoch_seconds, "total_s": time.perf_counter() - started,
-                          "test_s": test_seconds, "ranks": world.size},
-                  energy=meter.reading.as_dict(),
-                  extra={"model": {"parameters": counts},
-                         "weights": {name: value.cpu().numpy() for name, value in state.best_model.items()}})
+    path = _write(out, config, data, extra={"model": {"parameters": counts}, "weights": tested.weights()},
+                  **tested.result(started, world, _sizes(data), trainable_parameter_count(model)))
     checkpoint_path(out).unlink(missing_ok=True)  # the result is whole; the run cannot be resumed any further
     barrier(world)
     return path

@@ -5,7 +5,7 @@ The paper names an unfrozen body as future work; QuanTA makes it cheap.
     sentences → the paper's split (hpcq.data.paper_split) → token rows → JointModel: the sentence transformer's
     own modules (adapted by hpcq.adapters.methods; mean pooling and normalisation as when embedding) → head →
     AdamW (head at train.lr, body at train.body_lr), early stopping on validation accuracy, a checkpoint every
-    epoch, MPI data parallel (the epoch, evaluation and checkpoint pieces of hpcq.train.loop) → test → one run file.
+    epoch, MPI data parallel (hpcq.train.loop's fit_epochs and fit_and_test) → test → one run file.
 
 At initialisation the body computes exactly the frozen embeddings of `hpcq embed` (QuanTA's update starts at
 zero), and with `method: frozen` the run is the frozen-body head of task head with embeddings made on the fly.
@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hpcq.adapters.methods import AdaptedModel, adapt_model
 from hpcq.adapters.targets import find_modules
@@ -34,12 +33,12 @@ from hpcq.data import load_dataset, paper_split
 from hpcq.data.sentence_model import load_sentence_model, resolve_model
 from hpcq.errors import DataError
 from hpcq.models import build_head
-from hpcq.runtime import World, mpi_world
+from hpcq.runtime import mpi_world
 from hpcq.train.checkpoint import checkpoint_path
-from hpcq.train.dataparallel import barrier, broadcast
+from hpcq.train.dataparallel import barrier
 from hpcq.train.glue import adamw_with_head_rate
 from hpcq.train.head import DTYPES
-from hpcq.train.loop import Split, TrainState, _checkpoint, _improved, _resume, evaluate, train_epoch
+from hpcq.train.loop import Split, fit_and_test, fit_epochs
 
 HEAD = "head"  # the head's module name in JointModel, trained by every method
 
@@ -160,37 +159,6 @@ def selected_state(model: nn.Module) -> dict[str, torch.Tensor]:
             if key in trainable or ".quanta_frozen_" in key or f".{HEAD}." in f".{key}"}
 
 
-def fit_joint(model: nn.Module, optimizer: torch.optim.Optimizer, data: JointData, config: dict, world: World,
-              checkpoint_file: Path, resume: bool, progress: bool = True) -> TrainState:
-    """Epochs of `hpcq.train.loop.train_epoch` until train.epochs or train.patience epochs without a better
-    validation accuracy; a checkpoint after each. The state keeps the selected model's `selected_state`."""
-    t = config["train"]
-    state = (_resume(checkpoint_file, model, optimizer, config, world) if resume else None) or TrainState()
-    with tqdm(total=t["epochs"], initial=state.epoch, desc=f"joint {config['method']}", unit="epoch",
-              disable=not progress or world.rank != 0) as bar:  # closed before an error is printed
-        while not state.stopped_early and state.epoch < t["epochs"]:
-            started = time.perf_counter()
-            train_scores = train_epoch(model, optimizer, data.train, state.epoch, config["seed"], t["batch_size"],
-                                       world, state)
-            val_loss, val_accuracy = evaluate(model, data.validation, world, t["eval_batch_size"])
-            state.epoch += 1
-            for name, value in zip(state.curves, (*train_scores, val_loss, val_accuracy)):
-                state.curves[name].append(value)
-            if _improved(state, val_loss, val_accuracy):
-                state.best_accuracy, state.best_loss, state.best_epoch = val_accuracy, val_loss, state.epoch
-                state.best_model = selected_state(model)
-                state.epochs_without_improvement = 0
-            else:
-                state.epochs_without_improvement += 1
-                state.stopped_early = state.epochs_without_improvement >= t["patience"]
-            state.epoch_seconds.append(broadcast(time.perf_counter() - started, world))
-            _checkpoint(checkpoint_file, model, optimizer, state, config, world)
-            bar.update(1)
-            bar.set_postfix(loss=f"{train_scores[0]:.3f}", val_acc=f"{val_accuracy:.3f}",
-                            best=f"{state.best_accuracy:.3f}")
-    return state
-
-
 def _method_facts(adapted: AdaptedModel) -> dict[str, Any]:
     facts: dict[str, Any] = {"adapter_params": adapted.counts["adapter"], "head_params": adapted.counts["head"],
                              "total_params": adapted.counts["total"]}
@@ -205,7 +173,6 @@ def train_joint(config: dict, out: str | Path, resume: bool = False, progress: b
     """Run one joint training described by a validated run config (`hpcq.train.config.load_config`) and write
     its result to `out` (checkpoint: `out` + ".ckpt", removed once the result is written); returns the path on
     rank 0 (None on other ranks)."""
-    from hpcq.energy import EnergyMeter
     from hpcq.results import write_run
 
     out = Path(out)
@@ -219,29 +186,19 @@ def train_joint(config: dict, out: str | Path, resume: bool = False, progress: b
     model = adapted.model
     train = config["train"]
     optimizer = adamw_with_head_rate(model, [HEAD], train["lr"], train["body_lr"], train["weight_decay"])
-    torch.manual_seed(config["seed"] + 7919 * world.rank + 1)  # each rank's own shots, noise and dropout
-    with EnergyMeter(config["energy"]["method"]) as meter:
-        state = fit_joint(model, optimizer, data, config, world, checkpoint_path(out), resume, progress)
-        model.load_state_dict(state.best_model, strict=False)
-        test_started = time.perf_counter()
-        _, test_accuracy = evaluate(model, data.test, world, config["train"]["eval_batch_size"])
-        test_seconds = time.perf_counter() - test_started
-    if world.rank != 0:
-        barrier(world)
+    # the frozen body is not in the selected state: load it leniently
+    tested = fit_and_test(model, data.test, config, world, lambda: fit_epochs(
+        model, optimizer, data.train, data.validation, config, world, checkpoint_path(out), resume, progress,
+        select=selected_state, desc=f"joint {config['method']}"), strict=False)
+    if tested is None:
         return None
     head = find_modules(model, [HEAD], "head")[0][1]
+    sizes = {"train_size": len(data.train), "val_size": len(data.validation), "test_size": len(data.test)}
     path = write_run(
         out, kind="train", config=config,
-        metrics={**state.curves, "step_loss": state.step_loss},
-        final={"val_accuracy": state.best_accuracy, "test_accuracy": test_accuracy, "train_size": len(data.train),
-               "val_size": len(data.validation), "test_size": len(data.test),
-               "n_trainable_params": adapted.counts["trainable"], "best_epoch": state.best_epoch,
-               "epochs_run": state.epoch, "stopped_early": state.stopped_early, **_method_facts(adapted)},
-        timing={"epoch_s": state.epoch_seconds, "total_s": time.perf_counter() - started, "test_s": test_seconds,
-                "ranks": world.size},
-        energy=meter.reading.as_dict(),
         extra={"model": {"parameters": head.parameter_counts() if hasattr(head, "parameter_counts") else {}},
-               "weights": {name: value.cpu().numpy() for name, value in state.best_model.items()}},
+               "weights": tested.weights()},
+        **tested.result(started, world, sizes, adapted.counts["trainable"], **_method_facts(adapted)),
     )
     checkpoint_path(out).unlink(missing_ok=True)  # the result is whole; the run cannot be resumed any further
     barrier(world)

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from hpcq.data.ranks import partition
+from hpcq.energy import EnergyMeter
 from hpcq.errors import ConfigError, HpcqError
 from hpcq.runtime import World
 from hpcq.train.checkpoint import load_run_checkpoint, save_checkpoint
@@ -162,13 +163,29 @@ def _resume(path: Path, model, optimizer, config: dict, world: World) -> TrainSt
 
 def fit(model: torch.nn.Module, train: Split, validation: Split, config: dict, world: World,
         checkpoint_file: Path, resume: bool, progress: bool = True) -> TrainState:
-    """Train `model` with the run config's `train` section; the returned state holds the best model."""
+    """Train `model` with the run config's `train` section (AdamW on every trainable parameter); the returned
+    state holds the best model."""
     t = config["train"]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t["lr"],
                                   weight_decay=t["weight_decay"])
+    return fit_epochs(model, optimizer, train, validation, config, world, checkpoint_file, resume, progress)
+
+
+def whole_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of every tensor of `model`'s state: what a head run keeps of its best epoch."""
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+def fit_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train: Split, validation: Split,
+               config: dict, world: World, checkpoint_file: Path, resume: bool, progress: bool = True,
+               select: Callable[[torch.nn.Module], dict[str, torch.Tensor]] = whole_state,
+               desc: str = "train") -> TrainState:
+    """Epochs of `train_epoch` until train.epochs, or train.patience epochs without a better validation
+    accuracy; a checkpoint after each. The state keeps `select(model)` of the best epoch."""
+    t = config["train"]
     state = (_resume(checkpoint_file, model, optimizer, config, world) if resume else None) or TrainState()
     finished = state.stopped_early or state.epoch >= t["epochs"]
-    with tqdm(total=t["epochs"], initial=state.epoch, desc="train", unit="epoch",
+    with tqdm(total=t["epochs"], initial=state.epoch, desc=desc, unit="epoch",
               disable=not progress or world.rank != 0) as bar:  # closed before an error is printed
         while not finished:
             started = time.perf_counter()
@@ -181,7 +198,7 @@ def fit(model: torch.nn.Module, train: Split, validation: Split, config: dict, w
                 state.curves[name].append(value)
             if _improved(state, val_loss, val_accuracy):
                 state.best_accuracy, state.best_loss, state.best_epoch = val_accuracy, val_loss, state.epoch
-                state.best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                state.best_model = select(model)
                 state.epochs_without_improvement = 0
             else:
                 state.epochs_without_improvement += 1
@@ -198,3 +215,55 @@ def fit(model: torch.nn.Module, train: Split, validation: Split, config: dict, w
                    f"epochs (train.patience); keeping epoch {state.best_epoch} (val_acc {state.best_accuracy:.3f})",
                    file=sys.stderr)
     return state
+
+
+RANK_SEED_STRIDE = 7919
+"""Rank r of a run with seed s draws its shots, noise and dropout from seed s + 7919·r + 1: rank 0 keeps the
+single-rank stream (s itself seeded the initial weights, identical on every rank), and a prime stride keeps
+the streams of the ranks of one run apart from those of the next seeds of a study."""
+
+
+@dataclass
+class Tested:
+    """A trained model's selected state, its test accuracy, and the test's seconds and the run's energy."""
+
+    state: TrainState
+    test_accuracy: float
+    test_seconds: float
+    energy: dict[str, Any]
+
+    def result(self, started: float, world: World, sizes: dict[str, int], n_trainable: int,
+               **facts: Any) -> dict[str, Any]:
+        """The metrics, final, timing and energy groups of the run file, `facts` added to final."""
+        state = self.state
+        return {
+            "metrics": {**state.curves, "step_loss": state.step_loss},
+            "final": {"val_accuracy": state.best_accuracy, "test_accuracy": self.test_accuracy, **sizes,
+                      "n_trainable_params": n_trainable, "best_epoch": state.best_epoch,
+                      "epochs_run": state.epoch, "stopped_early": state.stopped_early, **facts},
+            "timing": {"epoch_s": state.epoch_seconds, "total_s": time.perf_counter() - started,
+                       "test_s": self.test_seconds, "ranks": world.size},
+            "energy": self.energy,
+        }
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The selected state's tensors as arrays (the run file's weights)."""
+        return {name: value.cpu().numpy() for name, value in self.state.best_model.items()}
+
+
+def fit_and_test(model: torch.nn.Module, test: Split, config: dict, world: World,
+                 fit_model: Callable[[], TrainState], strict: bool = True) -> Tested | None:
+    """Seed each rank's own stream (`RANK_SEED_STRIDE`), then under the energy meter: `fit_model()`, the
+    selected state loaded into `model` (`strict`: it must name every tensor) and the test accuracy. Ranks other
+    than 0 wait at a barrier for rank 0 and get None; rank 0 writes the result and then joins that barrier."""
+    torch.manual_seed(config["seed"] + RANK_SEED_STRIDE * world.rank + 1)
+    with EnergyMeter(config["energy"]["method"]) as meter:
+        state = fit_model()
+        model.load_state_dict(state.best_model, strict=strict)
+        test_started = time.perf_counter()
+        _, test_accuracy = evaluate(model, test, world, config["train"]["eval_batch_size"])
+        test_seconds = time.perf_counter() - test_started
+    if world.rank != 0:
+        barrier(world)
+        return None
+    return Tested(state, test_accuracy, test_seconds, meter.reading.as_dict())
