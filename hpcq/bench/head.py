@@ -15,8 +15,7 @@ import torch
 
 from hpcq.circuits import reuploading_ansatz
 from hpcq.errors import ConfigError
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+from hpcq.sim.precision import dtype_named
 
 
 @dataclass(frozen=True)
@@ -64,11 +63,9 @@ def _hpcq_step(spec: HeadBenchSpec, weights: torch.Tensor, features: torch.Tenso
 def run_head_bench(spec: HeadBenchSpec, peer: str | None = None, min_seconds: float = 2.0,
                    progress: bool = True) -> dict:
     """Measure samples/s for hpcq (and the peer); return one JSON-ready report."""
-    if spec.dtype not in DTYPES:
-        raise ConfigError(f"--dtype {spec.dtype!r} must be one of {', '.join(DTYPES)}")
+    dtype = dtype_named(spec.dtype)
     if peer not in (None, "pennylane"):
         raise ConfigError(f"--peer {peer!r} is not supported; use --peer pennylane")
-    dtype = DTYPES[spec.dtype]
     circuit = reuploading_ansatz(spec.qubits, spec.layers, spec.connectivity, spec.reuploads)
     generator = torch.Generator().manual_seed(0)
     weights = (torch.rand(circuit.n_weights, generator=generator, dtype=torch.float64) * 6.28).to(dtype)

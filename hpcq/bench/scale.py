@@ -46,8 +46,8 @@ import torch
 from hpcq.circuits import reuploading_ansatz
 from hpcq.errors import ConfigError, ResourceError
 from hpcq.runtime import mpi_world, node_local_rank, synchronize
+from hpcq.sim.precision import DTYPES, dtype_named
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BACKENDS = ("distributed", "statevector", "custatevec")
 MAX_FUSED_ROTATIONS = 6
 COPY_BYTES_RANGE = (64 * 2**20, 2**30)
@@ -87,8 +87,7 @@ class ScaleSpec:
             raise ConfigError(f"--kernel {self.kernel!r} must be one of {', '.join(KERNELS)}")
         if self.backend != "distributed" and max(self.ranks) > 1:
             raise ConfigError(f"--backend {self.backend} runs on one rank; use --ranks 1 or --backend distributed")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"--dtype {self.dtype!r} must be one of {', '.join(DTYPES)}")
+        dtype_named(self.dtype)
         if not self.min_seconds > 0:
             raise ConfigError(f"--min-seconds {self.min_seconds} must be positive")
         if self.fused_qubits is not None and not 1 <= self.fused_qubits <= 10:

@@ -37,11 +37,10 @@ from hpcq.errors import DataError
 from hpcq.models import build_head, trainable_parameter_count
 from hpcq.models.sklearn_heads import SKLEARN_KINDS, fit_sklearn_head
 from hpcq.runtime import World, mpi_world
+from hpcq.sim.precision import DTYPES
 from hpcq.train.checkpoint import checkpoint_path
 from hpcq.train.dataparallel import barrier
 from hpcq.train.loop import Split, fit, fit_and_test
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass

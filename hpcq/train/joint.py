@@ -34,10 +34,10 @@ from hpcq.data.sentence_model import load_sentence_model, resolve_model
 from hpcq.errors import DataError
 from hpcq.models import build_head
 from hpcq.runtime import mpi_world
+from hpcq.sim.precision import DTYPES
 from hpcq.train.checkpoint import checkpoint_path
 from hpcq.train.dataparallel import barrier
 from hpcq.train.glue import adamw_with_head_rate
-from hpcq.train.head import DTYPES
 from hpcq.train.loop import Split, fit_and_test, fit_epochs
 
 HEAD = "head"  # the head's module name in JointModel, trained by every method

@@ -47,7 +47,8 @@ from hpcq.models.sklearn_heads import SKLEARN_KINDS
 from hpcq.outputs import writing
 from hpcq.results.schema import config_to_json
 from hpcq.runtime import mpi_world
-from hpcq.train.head import DTYPES, load_head_data, run_split, train_sklearn_head, train_torch_head
+from hpcq.sim.precision import DTYPES
+from hpcq.train.head import load_head_data, run_split, train_sklearn_head, train_torch_head
 
 BODY = "body"
 BODY_RECORD = "body.json"
