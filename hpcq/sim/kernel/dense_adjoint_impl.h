@@ -20,14 +20,16 @@
  * per (input, output row), 2^k per amplitude like the multiply itself. Lanes are folded into dL/dM once, at
  * the end.
  *
- * Sums: each thread adds into a vector accumulator in T for ADJOINT_FLUSH tiles (and at the end of every
- * stage tile), then into its own double copy (a float32 lane never sums more than a few dozen products);
+ * Sums: each thread adds into a vector accumulator in T for ADJOINT_FLUSH tiles, then into its own double
+ * copy (a float32 lane never sums more than a few dozen products);
  * the copies are added in thread order after the parallel loop, whose static schedule gives every thread
  * the same tiles on every call, so a gradient does not change from one call to the next.
  */
 /* tiles between flushes: few enough products per float32 lane to keep them exact to ~1e-6, many enough
  * that the flush's conversions cost a few percent of the tiles' multiply-adds */
 #define ADJOINT_FLUSH 16
+/* 4096 amplitudes: 16 KiB of float32 per state */
+#define STAGE_MIN_BITS 12
 
 /* one tile of the adjoint: ψ and λ of `count` groups loaded, both un-applied by M^T (coef and matrix are
  * M^T's) and stored back, acc[i][h'] += λ input i · ψ_in row h' */
@@ -37,13 +39,20 @@ INLINE void DFN(adjoint_tile)(
     VEC *restrict acc) {
     const int inputs = dh * dl;
     size_t bases[GROUPS];
-    VEC xp[GROUPS << HPCQ_DENSE_MAX_QUBITS], xl[GROUPS << HPCQ_DENSE_MAX_QUBITS];
-    VEC op[GROUPS << HPCQ_DENSE_MAX_QUBITS], ol[GROUPS << HPCQ_DENSE_MAX_QUBITS];
+    /* ψ's groups, then λ's, in one array: a full tile multiplies all of them at once */
+    VEC x[2 * GROUPS << HPCQ_DENSE_MAX_QUBITS], o[2 * GROUPS << HPCQ_DENSE_MAX_QUBITS];
+    VEC *xp = x, *xl = x + GROUPS * inputs, *op = o, *ol = o + GROUPS * dh;
     DFN(tile_bases)(bases, tile, run, nh, row_bits, count);
     DFN(tile_load)(xp, psi, bases, off, dh, dl, count, masks);
     DFN(tile_load)(xl, lam, bases, off, dh, dl, count, masks);
-    DFN(tile_multiply)(op, xp, dh, dl, count, coef, matrix);
-    DFN(tile_multiply)(ol, xl, dh, dl, count, coef, matrix);
+    if (count == GROUPS && dl == 1) {
+        CAT(CAT(DFN(dense_groups), scalar), BOTH_GROUPS)(o, x, matrix, inputs, dh);
+    } else if (count == GROUPS) {
+        CAT(CAT(DFN(dense_groups), vector), BOTH_GROUPS)(o, x, coef, inputs, dh);
+    } else {
+        DFN(tile_multiply)(op, xp, dh, dl, count, coef, matrix);
+        DFN(tile_multiply)(ol, xl, dh, dl, count, coef, matrix);
+    }
     for (int i = 0; i < inputs; i++)
         for (int h = 0; h < dh; h++) {
             VEC a = acc[i * dh + h];
@@ -92,9 +101,9 @@ static void DFN(adjoint_scalar)(int n_bits, T *psi, T *lam, int k, const int32_t
 }
 
 /* every tile of one block (plan) over a vector array (a stage tile, or the whole state), adding dL/dM into
- * acc and, every ADJOINT_FLUSH tiles and at the end, into sums */
+ * acc and, every ADJOINT_FLUSH tiles (counted on from earlier calls in since_flush), into sums */
 static void DFN(adjoint_block)(const DFN(dense_plan_t) *plan, VEC *restrict vp, VEC *restrict vl,
-                               VEC *restrict acc, double *sums) {
+                               VEC *restrict acc, double *sums, int *since_flush) {
     const int nh = plan->nh, nl = plan->nl, dh = plan->dh, dl = plan->dl, vectors = dh * dl * dh;
     const long long groups = plan->groups, run = plan->run, tiles = (groups + GROUPS - 1) / GROUPS;
     const int32_t *row_bits = plan->row_bits;
@@ -102,7 +111,6 @@ static void DFN(adjoint_block)(const DFN(dense_plan_t) *plan, VEC *restrict vp, 
     const MASK *masks = plan->masks;
     const VEC *coef = plan->coef;
     const T *transposed = plan->matrix;
-    int since_flush = 0;
     for (long long tile = 0; tile < tiles; tile++) {
         const int count = groups - tile * GROUPS < GROUPS ? (int)(groups - tile * GROUPS) : GROUPS;
         /* specialised like the forward's tiles, for the blocks of up to 4 qubits the backends fuse: with
@@ -125,12 +133,11 @@ static void DFN(adjoint_block)(const DFN(dense_plan_t) *plan, VEC *restrict vp, 
             DFN(adjoint_tile)(vp, vl, tile, run, nh, row_bits, off, dh, dl, count, masks, coef, transposed,
                               acc);
         }
-        if (++since_flush == ADJOINT_FLUSH) {
+        if (++*since_flush == ADJOINT_FLUSH) {
             DFN(adjoint_flush)(acc, sums, vectors);
-            since_flush = 0;
+            *since_flush = 0;
         }
     }
-    DFN(adjoint_flush)(acc, sums, vectors);
 }
 
 /* a stage tile's runs of `run` consecutive amplitudes (starting at state offsets run_at[]) between the state
@@ -143,9 +150,10 @@ INLINE void DFN(stage_copy)(T *restrict buffer, T *restrict state, const size_t 
     }
 }
 
-/* the tile bits of a stage: every block's, and the lowest ones, so that tiles are whole cache lines; all
- * bits (m = n_bits) when that leaves fewer than four tiles. Returns m, or -2 for a block it does not take
- * (a width outside 1..HPCQ_DENSE_MAX_QUBITS, a position out of range or twice). */
+/* the tile bits of a stage: every block's, and the lowest ones, so that tiles are whole cache lines, and at
+ * least STAGE_MIN_BITS of them (per-tile work, copies and calls, stays small next to the blocks'); all bits
+ * (m = n_bits) when that leaves fewer than four tiles. Returns m, or -2 for a block it does not take (a width
+ * outside 1..HPCQ_DENSE_MAX_QUBITS, a position out of range or twice). */
 static int DFN(stage_bits)(int32_t *tile_bits, int n_bits, int n_blocks, const int32_t *ks,
                            const int32_t *positions) {
     const int line = __builtin_ctz((unsigned)(64 / sizeof(T)));
@@ -161,6 +169,7 @@ static int DFN(stage_bits)(int32_t *tile_bits, int n_bits, int n_blocks, const i
         }
         used |= mine;
     }
+    for (int q = 0; q < n_bits && __builtin_popcountll(used) < STAGE_MIN_BITS; q++) used |= (uint64_t)1 << q;
     int m = 0;
     for (int q = 0; q < n_bits; q++)
         if ((used >> q) & 1) tile_bits[m++] = q;
@@ -255,10 +264,12 @@ int DFN(hpcq_dense_adjoint)(int n_bits, T *psi, T *lam, int n_blocks, const int3
     const size_t tile = (size_t)1 << st.m, acc_size = st.acc_at[n_blocks], sum_size = st.sum_at[n_blocks];
     VEC *accs = aligned_alloc(256, (size_t)n_threads * acc_size * sizeof(VEC));
     double *sums = calloc((size_t)n_threads * sum_size, sizeof(double));
+    int *counts = calloc((size_t)n_threads * n_blocks, sizeof(int)); /* tiles since each block's last flush */
     T *buffers = whole ? NULL : aligned_alloc(VBYTES, (size_t)n_threads * 2 * tile * sizeof(T));
-    if (!accs || !sums || (!whole && !buffers)) {
+    if (!accs || !sums || !counts || (!whole && !buffers)) {
         free(accs);
         free(sums);
+        free(counts);
         free(buffers);
         DFN(stage_free)(&st, n_blocks);
         return -1;
@@ -273,6 +284,7 @@ int DFN(hpcq_dense_adjoint)(int n_bits, T *psi, T *lam, int n_blocks, const int3
 #endif
         VEC *acc = accs + (size_t)thread * acc_size;
         double *own = sums + (size_t)thread * sum_size;
+        int *count = counts + (size_t)thread * n_blocks;
         for (size_t j = 0; j < acc_size; j++) acc[j] = (VEC){0};
         T *bp = whole ? psi : buffers + (size_t)thread * 2 * tile, *bl = whole ? lam : bp + tile;
 #pragma omp for schedule(static)
@@ -284,11 +296,15 @@ int DFN(hpcq_dense_adjoint)(int n_bits, T *psi, T *lam, int n_blocks, const int3
             }
             for (int b = 0; b < n_blocks; b++)
                 DFN(adjoint_block)(&st.plans[b], (VEC *)bp, (VEC *)bl, acc + st.acc_at[b],
-                                   own + st.sum_at[b]);
+                                   own + st.sum_at[b], count + b);
             if (!whole) {
                 DFN(stage_copy)(bp, psi + base, st.run_at, st.runs, st.run, 1);
                 DFN(stage_copy)(bl, lam + base, st.run_at, st.runs, st.run, 1);
             }
+        }
+        for (int b = 0; b < n_blocks; b++) {
+            const int vectors = (int)(st.sum_at[b + 1] - st.sum_at[b]) / DVL;
+            DFN(adjoint_flush)(acc + st.acc_at[b], own + st.sum_at[b], vectors);
         }
     }
     for (int t = 1; t < n_threads; t++)
@@ -316,9 +332,11 @@ int DFN(hpcq_dense_adjoint)(int n_bits, T *psi, T *lam, int n_blocks, const int3
     }
     free(accs);
     free(sums);
+    free(counts);
     free(buffers);
     DFN(stage_free)(&st, n_blocks);
     return 0;
 }
 
 #undef ADJOINT_FLUSH
+#undef STAGE_MIN_BITS
