@@ -17,11 +17,11 @@ from hpcq.circuits import encoder_circuit, reuploading_ansatz
 from hpcq.errors import ConfigError, ResourceError
 from hpcq.sim import expectation
 from hpcq.sim.distributed import CommStats
+from hpcq.sim.distributed.memory_plan import plan_memory, require_fit
 from hpcq.sim.distributed.placement import Apply, Exchange, Measure, plan_placement
 from hpcq.sim.kernel import load_library
 from hpcq.sim.kernel.dense import unapply_dense
 from hpcq.sim.observables import parse_observables
-from hpcq.sim.plan import plan_memory, require_fit
 
 TESTS = Path(__file__).parent
 

@@ -11,7 +11,7 @@ through host memory) or, on NVIDIA GPUs, through cuStateVec's distributed index-
 state-vector swap worker (`exchange="custatevec"`, needs the `gpu` extra and CUDA-aware MPI; checked against
 the cuquantum-python 26.9 bindings on CPU but not yet run on GPUs here, see `custatevec_swap.py`).
 `exchange="auto"` takes cuStateVec only on NVIDIA GPUs whose MPI says it is CUDA-aware (`choose_exchange`).
-A memory plan (`hpcq.sim.plan`) runs before any allocation and stops an oversized run with the rank and node
+A memory plan (`memory_plan.py`) runs before any allocation and stops an oversized run with the rank and node
 count that would fit.
 """
 
@@ -26,10 +26,10 @@ from hpcq.sim.accelerator import accelerator_of, cuquantum_installed
 from hpcq.sim.distributed.exchange import (
     CommStats, ExchangeFacts, MpiIndexBitSwapper, choose_exchange, mpi_cuda_aware,
 )
+from hpcq.sim.distributed.memory_plan import DEFAULT_SWAP_BUFFER_BYTES, MemoryPlan, plan_memory, require_fit
 from hpcq.sim.distributed.placement import PlacementPlan, plan_placement
 from hpcq.sim.memory import amplitude_bytes
 from hpcq.sim.observables import parse_observables
-from hpcq.sim.plan import DEFAULT_SWAP_BUFFER_BYTES, MemoryPlan, plan_memory, require_fit
 from hpcq.sim.statevector import (
     _AdjointExpectation, _compiled_kernels, _complex_of, _validate_inputs, amplitude_state, block_matrices,
     compile_circuit,
