@@ -28,6 +28,19 @@ sittings where both are given:
     4-14  32, 128, 435   forward and fwd+grad: statevector 7x-1000x faster (Q=14 batch 435 fwd+grad 0.18 vs
                           2.1; Q=12 batch 32 forward of reuploading_ansatz(12, 2, 3, 2) 0.0081 vs 0.73)
 
+With the compiled adjoint of the in-place path (the backward un-applies stages of fused blocks in C instead of
+permuting and multiplying in torch), measured on a 2-core AMD EPYC (AVX2) shared with other jobs (load 4-7),
+float32, same loop, best of 5:
+
+    Q   batch  pass      statevector   distributed
+    16    1    fwd+grad    0.014         0.24
+    18    1    fwd+grad    0.067         0.28
+    20    1    fwd+grad    0.27          0.096
+    22    1    fwd+grad    1.54          0.69
+    24    1    fwd+grad    7.5           1.42
+
+so the gradient threshold stays at 20: from there the in-place gradient is 3-5x faster than statevector's.
+
 The statevector kernels put samples in SIMD lanes, so one sample costs what a full vector of them does; the
 in-place kernel applies each fused block to one state with SIMD over amplitudes. So the in-place path wins
 for single samples of >= 20 qubits, forward and gradient, and loses everywhere else. Its single-sample times
