@@ -158,15 +158,15 @@ def test_in_place_gradients_equal_statevector_and_finite_differences(width, monk
     block in place (`unapply_dense`). Float64 values and gradients against the statevector backend's torch
     path and finite differences, from 2 and 3 qubits (narrower than a 64-byte vector: the kernel's scalar
     path) up; batch 2 mixes shared blocks in place with per-sample ones in torch."""
-    from hpcq.sim import statevector
     from hpcq.sim.distributed import engine
+    from hpcq.sim.kernel import library as kernel_library
     from test_sim_kernel import REAL_GATES, _library_of_width
     from test_sim_statevector import central_differences
 
     if load_library() is None:
         pytest.skip("the compiled kernels cannot be built here (no C compiler)")
     library = _library_of_width(width)
-    monkeypatch.setattr(statevector, "load_library", lambda: library)
+    monkeypatch.setitem(kernel_library._LOADED, "library", library)  # what load_library() returns from now on
     unapplied = []
     monkeypatch.setattr(engine, "unapply_dense",
                         lambda *args, **kwargs: unapplied.append(1) or unapply_dense(*args, **kwargs))

@@ -337,7 +337,8 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
             synchronize(device)
 
         gradient_seconds, _, _ = timed_calls(gradient_step, comm, spec.min_seconds)
-        gradient = {"gradient_time_per_call_s": gradient_seconds, "gradient_ratio": gradient_seconds / seconds}
+        gradient = {"gradient_time_per_call_s": gradient_seconds,
+                    "gradient_ratio": gradient_seconds / seconds}
     time_per_pass = seconds / passes
     bytes_moved = 2 * amplitude * 2**n
     achieved = bytes_moved / ranks / time_per_pass / 1e9
@@ -503,7 +504,8 @@ def render(report: dict[str, Any]) -> None:
     console = Console(width=None if terminal else 140, highlight=False, color_system="auto" if terminal else None)
     console.print(table)
     console.print(f"energy method: {report['runs'][0]['energy']['method']}; load = 1-minute load average at the "
-                  "start of each run" + ("; peer ratio = peer s / hpcq s (above 1: hpcq is faster)" if peers else "")
+                  "start of each run"
+                  + ("; peer ratio = peer s / hpcq s (above 1: hpcq is faster)" if peers else "")
                   + ("; fwd+grad ratio = forward+gradient s / forward s" if spec.get("gradient") else ""))
     for entry in report["strong"]:
         console.print(f"strong scaling at {entry['n_qubits']} qubits, 1 → {entry['ranks']} ranks: "

@@ -118,9 +118,13 @@ def adjoint_seed(
     diagonal = None
     for i, pauli in enumerate(paulis):
         if pauli.is_diagonal:
-            term = weights[:, i].view([1] * n + [batch]) * _sign_tensor(layout, pauli.z, real_dtype, state.device)
+            sign = _sign_tensor(layout, pauli.z, real_dtype, state.device)
+            term = weights[:, i].view([1] * n + [batch]) * sign
             diagonal = term if diagonal is None else diagonal + term
-    seed = torch.zeros_like(state) if diagonal is None else (qubit_view(state, n) * diagonal).reshape(state.shape)
+    if diagonal is None:
+        seed = torch.zeros_like(state)
+    else:
+        seed = (qubit_view(state, n) * diagonal).reshape(state.shape)
     for i, pauli in enumerate(paulis):
         applied = None if pauli.is_diagonal else apply_pauli(state, layout, pauli, complex_path)
         if applied is not None:

@@ -74,7 +74,8 @@ def unapply_dense(library: KernelLibrary, psi: torch.Tensor, lam: torch.Tensor,
     status = library.function("dense_adjoint", _PRECISION[psi.dtype])(
         psi.numel().bit_length() - 1, ctypes.c_void_p(psi.data_ptr()), ctypes.c_void_p(lam.data_ptr()),
         len(blocks), widths, (ctypes.c_int32 * len(positions))(*positions),
-        ctypes.c_void_p(matrices.data_ptr()), ctypes.c_void_p(grads.data_ptr()), threads or torch.get_num_threads())
+        ctypes.c_void_p(matrices.data_ptr()), ctypes.c_void_p(grads.data_ptr()),
+        threads or torch.get_num_threads())
     _check(status, "dense adjoint kernel", positions, psi)
     dims = [2 ** len(block_positions) for block_positions, _ in blocks]
     return [g.view(d, d) for g, d in zip(grads.split([d * d for d in dims]), dims)]
