@@ -26,8 +26,10 @@ from hpcq.circuits import encoder_circuit, reuploading_ansatz
 from hpcq.errors import ConfigError, MissingDependencyError
 from hpcq.sim import custatevec as backend
 from hpcq.sim import expectation
+from hpcq.sim.adjoint import AdjointExpectation
+from hpcq.sim.compile import block_matrices, compile_circuit
+from hpcq.sim.inputs import amplitude_state
 from hpcq.sim.observables import parse_observables
-from hpcq.sim.statevector import _AdjointExpectation, amplitude_state, block_matrices, compile_circuit
 
 
 def _bindings():
@@ -177,7 +179,7 @@ def _engine_expectation(circuit, weights, features, labels):
         psi0 = amplitude_state(features, circuit.amplitude_features, circuit.n_qubits).to(state_dtype)
     matrices = block_matrices(compiled, weights, features, complex_path=True)
     engine = backend.CuStateVecEngine(compiled.blocks, paulis, circuit.n_qubits, state_dtype, weights.device)
-    return _AdjointExpectation.apply(engine, features.shape[0], psi0, *matrices)
+    return AdjointExpectation.apply(engine, features.shape[0], psi0, *matrices)
 
 
 @pytest.mark.parametrize("case", ["random", "ansatz", "encoder"])

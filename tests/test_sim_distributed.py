@@ -202,7 +202,7 @@ def test_in_place_gradients_equal_statevector_and_finite_differences(width, monk
 
 def test_placement_makes_every_block_local_and_batches_swaps():
     ansatz = reuploading_ansatz(12, 2, 3, 2)
-    from hpcq.sim.statevector import compile_circuit
+    from hpcq.sim.compile import compile_circuit
 
     blocks = [b.qubits for b in compile_circuit(ansatz, 4).blocks]
     n_global = 3
@@ -304,7 +304,7 @@ def test_slice_applier_equals_the_permuting_path(compiled):
     from hpcq.sim.distributed.local import SliceApplier, ring_layout
     from hpcq.sim.kernel import load_library
     from hpcq.sim.layout import canonical_layout, permute_state
-    from hpcq.sim.statevector import block_matrices, compile_circuit
+    from hpcq.sim.compile import block_matrices, compile_circuit
 
     assert ring_layout(range(8), (2, 3)) == (2, 3, 4, 5, 6, 7, 0, 1)
     assert ring_layout(range(8), (7, 0, 1)) == (7, 0, 1, 2, 3, 4, 5, 6)

@@ -105,6 +105,6 @@ def test_nan_or_inf_inputs_are_named_instead_of_giving_nan_outputs(backend):
 
 
 def test_finite_values_whose_sum_overflows_pass_the_check():
-    from hpcq.sim.statevector import check_finite
+    from hpcq.sim.inputs import check_finite
 
     check_finite("features", torch.full((4, 4), 3e38))  # the sum is inf; every value is finite

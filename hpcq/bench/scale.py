@@ -49,7 +49,6 @@ from hpcq.runtime import mpi_world, node_local_rank, synchronize
 from hpcq.sim.precision import DTYPES, dtype_named
 
 BACKENDS = ("distributed", "statevector", "custatevec")
-MAX_FUSED_ROTATIONS = 6
 COPY_BYTES_RANGE = (64 * 2**20, 2**30)
 
 
@@ -81,7 +80,7 @@ class ScaleSpec:
                 raise ConfigError(f"--ranks {r} is not a power of two; each global qubit doubles the ranks")
         if self.backend not in BACKENDS:
             raise ConfigError(f"--backend {self.backend!r} is not timed by bench scale; use one of {', '.join(BACKENDS)}")
-        from hpcq.sim.statevector import KERNELS
+        from hpcq.sim.kernel.choice import KERNELS
 
         if self.kernel not in KERNELS:
             raise ConfigError(f"--kernel {self.kernel!r} must be one of {', '.join(KERNELS)}")
@@ -279,7 +278,9 @@ def _default_fused_qubits(spec: ScaleSpec, circuit, device: torch.device) -> int
         from hpcq.sim.distributed import fused_qubits_for
 
         return fused_qubits_for(circuit, device, kernel=spec.kernel)
-    return 5  # the statevector and custatevec backends' default
+    from hpcq.sim.compile import FUSED_QUBITS
+
+    return FUSED_QUBITS  # the statevector and custatevec backends' default
 
 
 def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
@@ -288,7 +289,7 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
     from hpcq.energy.meter import EnergyMeter
     from hpcq.sim import expectation
     from hpcq.sim.distributed import CommStats
-    from hpcq.sim.statevector import compile_circuit
+    from hpcq.sim.compile import FUSED_ROTATIONS, compile_circuit
 
     device = _device(spec)
     dtype = DTYPES[spec.dtype]
@@ -301,12 +302,12 @@ def run_one(spec: ScaleSpec, n: int, ranks: int, comm) -> dict[str, Any]:
     local_bytes = amplitude * 2 ** (n - n_global)
     copy = copy_gbps(local_bytes, device, comm, min(spec.min_seconds, 0.5))
     fused = spec.fused_qubits or _default_fused_qubits(spec, circuit, device)
-    passes = len(compile_circuit(circuit, min(fused, n - n_global), MAX_FUSED_ROTATIONS).blocks)
+    passes = len(compile_circuit(circuit, min(fused, n - n_global), FUSED_ROTATIONS).blocks)
     generator = torch.Generator().manual_seed(n)
     weights = (torch.rand(circuit.n_weights, generator=generator, dtype=torch.float64) * 6.28).to(dtype).to(device)
     features = (torch.rand(1, circuit.n_features, generator=generator, dtype=torch.float64) * 3.14).to(dtype).to(device)
     observable = ["I" * (n - 1) + "Z"]
-    options: dict[str, Any] = {"max_fused_qubits": fused, "max_fused_rotations": MAX_FUSED_ROTATIONS}
+    options: dict[str, Any] = {"max_fused_qubits": fused, "max_fused_rotations": FUSED_ROTATIONS}
     stats = CommStats()
     if spec.backend == "distributed":
         options.update(comm=comm, stats=stats, kernel=spec.kernel)

@@ -18,6 +18,7 @@ import torch
 
 from hpcq.circuits.circuit import Circuit
 from hpcq.errors import ConfigError, MissingDependencyError
+from hpcq.sim.inputs import wants_gradient
 from hpcq.sim.observables import Pauli, parse_observables
 from hpcq.sim.shots import check_shots
 
@@ -83,7 +84,7 @@ def expectation(
 ) -> torch.Tensor:
     """[batch, n_observables] from Qiskit Aer: exact when `shots` is None, else averaged over `shots`; on the
     CPU, or with `device="GPU"` on an NVIDIA GPU through cuStateVec."""
-    if torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad)):
+    if wants_gradient(weights, features):
         raise ConfigError("backend 'aer' returns values without gradients; use backend='statevector' to train, "
                           "or call it under torch.no_grad()")
     check_shots(shots)

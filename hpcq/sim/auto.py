@@ -144,12 +144,13 @@ def _statevector_fits(n: int, batch: int, dtype: torch.dtype, device: torch.devi
 def call_facts(circuit, weights: torch.Tensor, features: torch.Tensor | None, **options) -> CallFacts:
     """The facts of a real call (the same arguments as `expectation`)."""
     from hpcq.sim.accelerator import accelerator_of
-    from hpcq.sim.statevector import _compiled_kernels
+    from hpcq.sim.inputs import wants_gradient
+    from hpcq.sim.kernel.choice import compiled_kernels
 
     batch = 1 if features is None else (features.shape[0] if features.dim() == 2 else 1)
-    gradient = torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad))
+    gradient = wants_gradient(weights, features)
     kernels = weights.dtype in (torch.float32, torch.float64) and \
-        _compiled_kernels(options.get("kernel", "auto"), circuit, weights.device) is not None
+        compiled_kernels(options.get("kernel", "auto"), circuit, weights.device) is not None
     return CallFacts(circuit.n_qubits, batch, gradient, accelerator_of(weights.device), kernels,
                      _statevector_fits(circuit.n_qubits, batch, weights.dtype, weights.device, gradient),
                      circuit.amplitude_features is not None, _accepting(frozenset(options)))

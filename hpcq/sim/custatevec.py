@@ -25,14 +25,15 @@ import torch
 from hpcq.circuits.circuit import Circuit
 from hpcq.errors import ConfigError, MissingDependencyError
 from hpcq.sim.accelerator import accelerator_of
+from hpcq.sim.adjoint import AdjointExpectation
+from hpcq.sim.compile import FUSED_QUBITS, FUSED_ROTATIONS, block_matrices, compile_circuit
 from hpcq.sim.fusion import Block
+from hpcq.sim.inputs import amplitude_state, validate_inputs, wants_gradient
 from hpcq.sim.layout import canonical_layout
 from hpcq.sim.measure import adjoint_seed
 from hpcq.sim.memory import check_statevector_fits
 from hpcq.sim.observables import Pauli, parse_observables
-from hpcq.sim.statevector import (
-    _AdjointExpectation, _complex_of, _validate_inputs, amplitude_state, block_matrices, compile_circuit,
-)
+from hpcq.sim.precision import complex_of
 
 #: a Pauli string is handed to cuStateVec as a dense 2^k x 2^k matrix on its support; above this k, use
 #: the statevector backend (which applies Pauli strings without forming matrices)
@@ -176,8 +177,8 @@ def expectation(
     features: torch.Tensor | None,
     observables="Z",
     *,
-    max_fused_qubits: int = 5,
-    max_fused_rotations: int = 6,
+    max_fused_qubits: int = FUSED_QUBITS,
+    max_fused_rotations: int = FUSED_ROTATIONS,
 ) -> torch.Tensor:
     """<O_i> per sample, [batch, n_observables], on the GPU holding `weights`; differentiable (adjoint)."""
     _library()
@@ -187,18 +188,18 @@ def expectation(
     if accelerator_of(weights.device) == "amd":
         raise ConfigError("the custatevec backend runs on NVIDIA GPUs (cuQuantum) and this is a ROCm GPU; "
                           "use backend='statevector', which runs on it through torch")
-    weights, features, batch = _validate_inputs(circuit, weights, features)
+    weights, features, batch = validate_inputs(circuit, weights, features)
     paulis = parse_observables(observables, circuit.n_qubits)
     compiled = compile_circuit(circuit, max_fused_qubits, max_fused_rotations)
-    gradient = torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad))
+    gradient = wants_gradient(weights, features)
     check_statevector_fits(circuit.n_qubits, batch, weights.dtype, True, weights.device, gradient, states_alive=3)
-    state_dtype = _complex_of(weights.dtype)
+    state_dtype = complex_of(weights.dtype)
     psi0 = None
     if circuit.amplitude_features is not None:
         psi0 = amplitude_state(features, circuit.amplitude_features, circuit.n_qubits).to(state_dtype)
     matrices = block_matrices(compiled, weights, features, complex_path=True)
     engine = CuStateVecEngine(compiled.blocks, paulis, circuit.n_qubits, state_dtype, weights.device)
-    return _AdjointExpectation.apply(engine, batch, psi0, *matrices)
+    return AdjointExpectation.apply(engine, batch, psi0, *matrices)
 
 
 __all__ = ["expectation", "CuStateVecEngine", "pauli_matrix", "MAX_OBSERVABLE_QUBITS"]

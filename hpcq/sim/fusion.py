@@ -88,7 +88,7 @@ def block_from_gates(gates: list[Gate]) -> Block:
     return Block(qubits, tuple(rotations), stacked)
 
 
-def fuse(circuit: Circuit, max_qubits: int = 4, max_rotations: int = 5) -> list[Block]:
-    """The circuit as a list of fused blocks, in application order."""
+def fuse(circuit: Circuit, max_qubits: int, max_rotations: int) -> list[Block]:
+    """The circuit as a list of fused blocks, in application order (widths: `hpcq.sim.compile`)."""
     groups = group_gates(circuit.gates, circuit.n_qubits, max_qubits, max_rotations)
     return [block_from_gates(group) for group in groups]

@@ -16,3 +16,8 @@ def dtype_named(name: str, option: str = "--dtype") -> torch.dtype:
     if name not in DTYPES:
         raise ConfigError(f"{option} {name!r} must be one of {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def complex_of(dtype: torch.dtype) -> torch.dtype:
+    """The complex dtype of the same precision as real `dtype` (float32 → complex64, float64 → complex128)."""
+    return torch.complex64 if dtype == torch.float32 else torch.complex128

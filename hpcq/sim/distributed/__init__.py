@@ -4,13 +4,14 @@ Launch under MPI (`mpiexec -n 4 python train.py`); every rank calls `expectation
 weights and features and gets the same [batch, n_observables] result, differentiable like the statevector
 backend (adjoint method; block gradients are allreduced). With one rank it runs locally without MPI.
 
-Gates are fused into blocks of at most min(5, n_local) qubits; a plan over the block list
-(`placement.plan_placement`) inserts batched index-bit swaps before blocks that touch global qubits. Swaps go
-through mpi4py `Sendrecv` on contiguous buffers (`exchange="mpi"`, CPU or GPU tensors, GPU data staged
-through host memory) or, on NVIDIA GPUs, through cuStateVec's distributed index-bit-swap scheduler and
-state-vector swap worker (`exchange="custatevec"`, needs the `gpu` extra and CUDA-aware MPI; checked against
-the cuquantum-python 26.9 bindings on CPU but not yet run on GPUs here, see `custatevec_swap.py`).
-`exchange="auto"` takes cuStateVec only on NVIDIA GPUs whose MPI says it is CUDA-aware (`choose_exchange`).
+Gates are fused into blocks (`hpcq.sim.compile`: 3 qubits where the compiled kernels apply every block in
+place, else 5; at most n_local); a plan over the block list (`placement.plan_placement`) inserts batched
+index-bit swaps before blocks that touch global qubits. Swaps go through mpi4py `Sendrecv` on contiguous
+buffers (`exchange="mpi"`, CPU or GPU tensors, GPU data staged through host memory) or, on NVIDIA GPUs,
+through cuStateVec's distributed index-bit-swap scheduler and state-vector swap worker
+(`exchange="custatevec"`, needs the `gpu` extra and CUDA-aware MPI; checked against the cuquantum-python
+26.9 bindings on CPU but not yet run on GPUs here, see `custatevec_swap.py`). `exchange="auto"` takes
+cuStateVec only on NVIDIA GPUs whose MPI says it is CUDA-aware (`choose_exchange`).
 A memory plan (`memory_plan.py`) runs before any allocation and stops an oversized run with the rank and node
 count that would fit.
 """
@@ -21,27 +22,24 @@ import psutil
 import torch
 
 from hpcq.errors import ConfigError
-from hpcq.sim.distributed.engine import Collectives, DistributedEngine
 from hpcq.sim.accelerator import accelerator_of, cuquantum_installed
+from hpcq.sim.adjoint import AdjointExpectation
+from hpcq.sim.compile import (
+    COMPILED_FUSED_QUBITS, FUSED_QUBITS, FUSED_ROTATIONS, block_matrices, compile_circuit,
+)
+from hpcq.sim.distributed.engine import Collectives, DistributedEngine
 from hpcq.sim.distributed.exchange import (
     CommStats, ExchangeFacts, MpiIndexBitSwapper, choose_exchange, mpi_cuda_aware,
 )
 from hpcq.sim.distributed.memory_plan import DEFAULT_SWAP_BUFFER_BYTES, MemoryPlan, plan_memory, require_fit
 from hpcq.sim.distributed.placement import PlacementPlan, plan_placement
+from hpcq.sim.inputs import amplitude_state, validate_inputs, wants_gradient
+from hpcq.sim.kernel.choice import compiled_kernels
 from hpcq.sim.memory import amplitude_bytes
 from hpcq.sim.observables import parse_observables
-from hpcq.sim.statevector import (
-    _AdjointExpectation, _compiled_kernels, _complex_of, _validate_inputs, amplitude_state, block_matrices,
-    compile_circuit,
-)
+from hpcq.sim.precision import complex_of
 
 EXCHANGES = ("auto", "mpi", "custatevec")
-#: widest fused block by default: with the compiled kernels a k-qubit block costs 2^k multiply-adds per
-#: amplitude and is compute-bound from k = 4 on a 2-core AVX2 node; the 26-qubit forward took 2.1 s at 3,
-#: 2.3 s at 4, 3.1 s at 5 (`hpcq bench scale --fused-qubits`). torch (GPUs, complex blocks) pays a layout copy
-#: per block and gains from fewer, wider ones.
-COMPILED_FUSED_QUBITS = 3
-TORCH_FUSED_QUBITS = 5
 _RANKS_PER_NODE: dict[int, int] = {}
 
 
@@ -153,7 +151,7 @@ def measurement_groups(paulis, n_local: int) -> list[list[int]]:
 def _slice_kernels(kernel: str, circuit, device: torch.device, batch: int):
     """The compiled kernels when the forward's blocks will run through them (a real circuit on CPU, a
     power-of-two batch so the samples are index bits of the slice), else None."""
-    library = _compiled_kernels(kernel, circuit, device)
+    library = compiled_kernels(kernel, circuit, device)
     if batch & (batch - 1) == 0:
         return library
     if kernel == "compiled":
@@ -169,7 +167,7 @@ def _in_place(library, batch: int) -> bool:
 
 
 def _default_width(in_place: bool) -> int:
-    return COMPILED_FUSED_QUBITS if in_place else TORCH_FUSED_QUBITS
+    return COMPILED_FUSED_QUBITS if in_place else FUSED_QUBITS
 
 
 def runs_in_place(circuit, device: torch.device, batch: int = 1, kernel: str = "auto") -> bool:
@@ -198,7 +196,7 @@ def expectation(
     comm=None,
     exchange: str = "auto",
     max_fused_qubits: int | None = None,
-    max_fused_rotations: int = 6,
+    max_fused_rotations: int = FUSED_ROTATIONS,
     swap_buffer_bytes: int = DEFAULT_SWAP_BUFFER_BYTES,
     memory_per_rank: int | None = None,
     memory_per_node: int | None = None,
@@ -215,7 +213,7 @@ def expectation(
     blocks in place with the same kernels. `max_fused_qubits` defaults to `fused_qubits_for(...)`: 3 when the
     compiled kernels run every block, else 5.
     """
-    weights, features, batch = _validate_inputs(circuit, weights, features)
+    weights, features, batch = validate_inputs(circuit, weights, features)
     comm = default_comm() if comm is None else comm
     size = 1 if comm is None else comm.Get_size()
     if size & (size - 1):
@@ -227,7 +225,7 @@ def expectation(
         raise ConfigError(f"{size} ranks leave {n - n_global} local qubits, fewer than the widest gate "
                           f"({widest_gate} qubits); use at most {2 ** (n - widest_gate)} ranks for {n} qubits")
     paulis = parse_observables(observables, n)
-    gradient = torch.is_grad_enabled() and (weights.requires_grad or (features is not None and features.requires_grad))
+    gradient = wants_gradient(weights, features)
     library = _slice_kernels(kernel, circuit, weights.device, batch)
     in_place = _in_place(library, batch)
     width = max_fused_qubits or _default_width(in_place)
@@ -237,7 +235,7 @@ def expectation(
                  device=weights.device, ranks_per_node_=ranks_per_node, memory_per_rank=memory_per_rank,
                  memory_per_node=memory_per_node, swap_buffer_bytes=swap_buffer_bytes,
                  min_local_qubits=widest_gate, in_place=in_place)
-    state_dtype = _complex_of(weights.dtype) if complex_path else weights.dtype
+    state_dtype = complex_of(weights.dtype) if complex_path else weights.dtype
     psi0 = None
     if circuit.amplitude_features is not None:
         psi0 = amplitude_state(features, circuit.amplitude_features, n).to(state_dtype)
@@ -247,7 +245,7 @@ def expectation(
     engine = DistributedEngine(compiled.blocks, placement_for(compiled.blocks, n, n_global, paulis, groups), groups,
                                paulis, complex_path, state_dtype, weights.device, Collectives(comm),
                                _swapper(exchange, comm, weights.device, swap_buffer_bytes, stats, batch), library)
-    return _AdjointExpectation.apply(engine, batch, psi0, *matrices)
+    return AdjointExpectation.apply(engine, batch, psi0, *matrices)
 
 
 __all__ = ["expectation", "check_memory", "CommStats", "exchange_facts", "fused_qubits_for", "measurement_groups", "node_ranks",

@@ -33,6 +33,7 @@ import torch
 from hpcq.errors import ConfigError, MissingDependencyError
 from hpcq.sim.distributed.exchange import CommStats
 from hpcq.sim.layout import Layout, permute_state
+from hpcq.sim.precision import complex_of
 
 #: transfer workspace per swap worker; the sample's 64 MiB ("larger ... can improve performance")
 TRANSFER_WORKSPACE_BYTES = 64 * 2**20
@@ -128,8 +129,7 @@ class CuStateVecIndexBitSwapper:
     def _execute(self, state: torch.Tensor, n_global: int, n_local_bits: int, swaps: list[tuple[int, int]]) -> int:
         """Run the scheduler's swap batches on `state` in place; returns the bytes sent by this rank."""
         cusv = self.cusv
-        complex_dtype = state.dtype if state.is_complex() else (
-            torch.complex64 if state.dtype == torch.float32 else torch.complex128)
+        complex_dtype = state.dtype if state.is_complex() else complex_of(state.dtype)
         data_type = (self.data_types.CUDA_C_64F if complex_dtype == torch.complex128 else self.data_types.CUDA_C_32F)
         element = torch.empty((), dtype=complex_dtype).element_size()
         stream = torch.cuda.current_stream(self.device)

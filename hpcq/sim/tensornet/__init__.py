@@ -22,8 +22,9 @@ import torch
 from hpcq.circuits.circuit import Circuit
 from hpcq.errors import ConfigError
 from hpcq.sim.accelerator import accelerator_of, cuquantum_installed
+from hpcq.sim.inputs import validate_inputs, wants_gradient
 from hpcq.sim.observables import parse_observables
-from hpcq.sim.statevector import _complex_of, _validate_inputs
+from hpcq.sim.precision import complex_of
 from hpcq.sim.tensornet.contract import contract_torch
 from hpcq.sim.tensornet.cutensornet import CONTRACTORS, choose_contractor, contract_cutensornet
 from hpcq.sim.tensornet.network import Network, build_network, light_cone
@@ -51,15 +52,14 @@ def expectation(
     if circuit.amplitude_features is not None:
         raise ConfigError("the tensornet backend cannot start from amplitude-encoded features (that state is "
                           "not a product state); use backend='statevector' for encoder circuits")
-    weights, features, batch = _validate_inputs(circuit, weights, features)
+    weights, features, batch = validate_inputs(circuit, weights, features)
     paulis = parse_observables(observables, circuit.n_qubits)
     needs_complex = not circuit.is_real or any(p.y for p in paulis)
-    dtype = _complex_of(weights.dtype) if needs_complex else weights.dtype
+    dtype = complex_of(weights.dtype) if needs_complex else weights.dtype
     accelerator = accelerator_of(weights.device)
     installed = accelerator == "nvidia" and cuquantum_installed("cuquantum.tensornet")  # its import is slow
     use_gpu = choose_contractor(contractor, accelerator, installed)[0] == "cutensornet"
-    tracking = torch.is_grad_enabled() and (weights.requires_grad
-                                            or (features is not None and features.requires_grad))
+    tracking = wants_gradient(weights, features)
     amplitude_bytes = torch.empty((), dtype=dtype).element_size()
     cache: dict = {}
     columns = []
