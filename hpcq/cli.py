@@ -136,7 +136,7 @@ def bench_scale(
     """Time per gate pass, GB/s against the node's measured copy bandwidth, communication, strong and weak
     scaling of one state vector over MPI ranks; starts itself under mpiexec when --ranks asks for more."""
     from hpcq.bench.scale import ScaleSpec, bench_scale as run_bench, parse_qubits, parse_ranks
-    from hpcq.bench.scale_peers import parse_peers
+    from hpcq.bench.scale.peers import parse_peers
     from hpcq.outputs import check_output_file
 
     check_output_file(out, "--out")  # before mpiexec starts and the timings run

@@ -106,7 +106,7 @@ def test_bad_arguments_are_refused(monkeypatch):
         ScaleSpec((10, 12), (1,), fused_qubits=11).validate()
     with pytest.raises(ConfigError, match="needs 2 MPI ranks but this job has 1"):
         run_scale_bench(ScaleSpec((8, 8), (1, 2)))
-    from hpcq.bench.scale_launch import RELAUNCHED, relaunch
+    from hpcq.bench.scale.launch import RELAUNCHED, relaunch
 
     monkeypatch.setitem(os.environ, RELAUNCHED, "1")
     with pytest.raises(ConfigError, match="still sees one"):
@@ -127,7 +127,7 @@ def test_last_level_cache_from_sysfs(tmp_path):
 def _installed_peers() -> tuple[str, ...]:
     import importlib.util
 
-    from hpcq.bench.scale_peers import PEERS
+    from hpcq.bench.scale.peers import PEERS
 
     return tuple(p for p, (module, _) in PEERS.items() if importlib.util.find_spec(module) is not None)
 
@@ -168,7 +168,7 @@ def test_gradient_calls_are_timed_against_the_forward_and_stored(tmp_path):
 def test_a_peer_that_disagrees_stops_the_benchmark():
     import torch
 
-    from hpcq.bench.scale import _peer_columns
+    from hpcq.bench.scale.peers import peer_columns
     from hpcq.circuits import reuploading_ansatz
 
     circuit = reuploading_ansatz(4, 1, 1, 1)
@@ -176,11 +176,11 @@ def test_a_peer_that_disagrees_stops_the_benchmark():
     weights, features = torch.rand(circuit.n_weights, generator=generator) + 1, torch.rand(1, 4, generator=generator) + 1
     z0 = 1.0  # <Z_0> of |0000>, before any gate: not this circuit's
     with pytest.raises(AssertionError, match="aer gives <Z_0> = .* not a benchmark"):
-        _peer_columns(ScaleSpec((4, 4), (1,), min_seconds=0.01, peers=("aer",)), circuit, weights, features, z0, 1.0)
+        peer_columns(ScaleSpec((4, 4), (1,), min_seconds=0.01, peers=("aer",)), circuit, weights, features, z0, 1.0)
 
 
 def test_peer_arguments_are_checked():
-    from hpcq.bench.scale_peers import parse_peers
+    from hpcq.bench.scale.peers import parse_peers
 
     assert parse_peers(None) == () and parse_peers("aer, aer") == ("aer",)
     with pytest.raises(ConfigError, match="--peer 'quest' is not a bench scale peer; use any of qsim, aer, qulacs"):
