@@ -35,6 +35,12 @@ class Block:
     def is_real(self) -> bool:
         return not np.iscomplexobj(self.terms)
 
+    @property
+    def msb_first(self) -> tuple[int, ...]:
+        """The block's qubits from the most significant bit of its local index down: the order its matrix
+        expects them in when they lead a state's layout (`hpcq.sim.layout`)."""
+        return tuple(reversed(self.qubits))
+
 
 def group_gates(gates: list[Gate], n_qubits: int, max_qubits: int, max_rotations: int) -> list[list[Gate]]:
     """Greedy fusion with look-ahead: a later gate joins the open block when it commutes with every gate

@@ -18,12 +18,11 @@ import torch
 from hpcq.circuits.circuit import Circuit
 from hpcq.sim.adjoint import AdjointExpectation
 from hpcq.sim.compile import FUSED_QUBITS, FUSED_ROTATIONS, CompiledCircuit, block_matrices, compile_circuit
-from hpcq.sim.fusion import Block
 from hpcq.sim.inputs import amplitude_state, validate_inputs, wants_gradient
 from hpcq.sim.kernel import DEFAULT_TILE_BYTES, compiled_expectation
 from hpcq.sim.kernel.choice import compiled_kernels
 from hpcq.sim.layout import (
-    Layout, apply_matrix, canonical_layout, leading_layout, outer_on_leading, permute_state, reorder_matrix,
+    apply_matrix, canonical_layout, leading_layout, outer_on_leading, permute_state, reorder_matrix,
 )
 from hpcq.sim.measure import adjoint_seed, expectations
 from hpcq.sim.memory import check_statevector_fits
@@ -32,10 +31,6 @@ from hpcq.sim.precision import complex_of
 
 #: bytes of one chunk's state: small enough that ψ, λ and temporaries stay in the last-level cache
 DEFAULT_CHUNK_BYTES = 8 * 2**20
-
-
-def _block_msb_first(block: Block) -> Layout:
-    return tuple(reversed(block.qubits))
 
 
 class _Engine:
@@ -74,10 +69,10 @@ class _Engine:
         return torch.cat(outputs), finals
 
     def _apply(self, state, layout, block, matrix, inverse=False):
-        target = leading_layout(layout, _block_msb_first(block))
+        target = leading_layout(layout, block.msb_first)
         state = permute_state(state, layout, target)
         k = len(block.qubits)
-        local = reorder_matrix(matrix, _block_msb_first(block), target[:k])
+        local = reorder_matrix(matrix, block.msb_first, target[:k])
         if inverse:
             local = local.conj().transpose(1, 2) if self.complex_path else local.transpose(1, 2)
         return apply_matrix(state, local), target
@@ -94,14 +89,14 @@ class _Engine:
             for b in range(len(blocks) - 1, -1, -1):
                 block, matrix = blocks[b], matrices[b]
                 chunk_matrix = matrix[rows] if matrix.shape[0] > 1 else matrix
-                target = leading_layout(layout, _block_msb_first(block))
+                target = leading_layout(layout, block.msb_first)
                 psi, lam = permute_state(psi, layout, target), permute_state(lam, layout, target)
                 layout = target
                 psi, _ = self._apply(psi, layout, block, chunk_matrix, inverse=True)
                 if grads[b] is not None:
                     k = len(block.qubits)
                     local_grad = outer_on_leading(lam, psi, 2**k, per_sample=matrix.shape[0] > 1)
-                    grad = reorder_matrix(local_grad, layout[:k], _block_msb_first(block))
+                    grad = reorder_matrix(local_grad, layout[:k], block.msb_first)
                     if matrix.shape[0] > 1:
                         grads[b][rows] += grad
                     else:

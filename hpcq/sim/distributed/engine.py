@@ -26,16 +26,12 @@ from hpcq.sim.measure import adjoint_seed, expectations
 from hpcq.sim.observables import Pauli
 
 
-def _msb_first(block: Block) -> Layout:
-    return tuple(reversed(block.qubits))
-
-
 def apply_block(state: torch.Tensor, layout: Layout, block: Block, matrix: torch.Tensor, complex_path: bool,
                 inverse: bool = False) -> tuple[torch.Tensor, Layout]:
     """Apply a block's [1 or batch, d, d] matrix (or its inverse) to a [2**n_local, batch] slice."""
-    target = leading_layout(layout, _msb_first(block))
+    target = leading_layout(layout, block.msb_first)
     state = permute_state(state, layout, target)
-    local = reorder_matrix(matrix, _msb_first(block), target[:len(block.qubits)])
+    local = reorder_matrix(matrix, block.msb_first, target[:len(block.qubits)])
     if inverse:
         local = local.conj().transpose(1, 2) if complex_path else local.transpose(1, 2)
     return apply_matrix(state, local), target
@@ -199,12 +195,12 @@ class DistributedEngine:
         """Un-apply a block with torch: moved to the leading axes, then matmuls."""
         block, matrix = self.blocks[step.block], matrices[step.block]
         k = len(block.qubits)
-        target = leading_layout(layout, _msb_first(block))
+        target = leading_layout(layout, block.msb_first)
         psi, lam = permute_state(psi, layout, target), permute_state(lam, layout, target)
         psi, _ = apply_block(psi, target, block, matrix, self.complex_path, inverse=True)
         if grads[step.block] is not None:
             local_grad = outer_on_leading(lam, psi, 2**k, per_sample=matrix.shape[0] > 1)
-            grads[step.block] += reorder_matrix(local_grad, target[:k], _msb_first(block))
+            grads[step.block] += reorder_matrix(local_grad, target[:k], block.msb_first)
         lam, _ = apply_block(lam, target, block, matrix, self.complex_path, inverse=True)
         return psi, lam, target
 

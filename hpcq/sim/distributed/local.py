@@ -34,10 +34,6 @@ from hpcq.sim.layout import Layout, qubit_view, reorder_matrix
 MIN_TRAILING = 16
 
 
-def _msb_first(block: Block) -> Layout:
-    return tuple(reversed(block.qubits))
-
-
 def ring_layout(qubits, block) -> Layout:
     """The local qubits in increasing cyclic order with `block` in front: the block's qubits end at the one
     followed by the longest run of other qubits, which then come in order, wrapping around."""
@@ -83,7 +79,7 @@ class SliceApplier:
         first = axes[0]
         trailing = state.numel() >> (first + k)
         if axes[-1] - first + 1 == k and (first == 0 or trailing >= MIN_TRAILING):
-            local = reorder_matrix(matrix, _msb_first(block), layout[first:first + k])[0]
+            local = reorder_matrix(matrix, block.msb_first, layout[first:first + k])[0]
             out = self._spare_like(state)
             torch.matmul(local, state.view(2**first, d, trailing), out=out.view(2**first, d, trailing))
             self.spare = state
@@ -94,7 +90,7 @@ class SliceApplier:
         position = {q: a for a, q in enumerate(layout)}
         order = [position[q] for q in target] + [n]
         qubit_view(permuted, n).copy_(qubit_view(state, n).permute(order))
-        local = reorder_matrix(matrix, _msb_first(block), target[:k])[0]
+        local = reorder_matrix(matrix, block.msb_first, target[:k])[0]
         torch.mm(local, permuted.view(d, -1), out=state.view(d, -1))
         self.spare = permuted
         return state, target
