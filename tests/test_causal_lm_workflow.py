@@ -12,7 +12,7 @@ import pytest
 import yaml
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 from test_slurm_profiles import PROFILES, dry_run_jobs, sbatch_line
-from workflow_support import REPO, absolute_run_configs, load_study, shared_data, snakemake, write_study
+from workflow_support import absolute_run_configs, load_study, shared_data, snakemake, write_study
 
 from hpcq.train.config import load_config
 

@@ -17,7 +17,6 @@ from hpcq.energy import crossover as cx
 from hpcq.energy import model
 from hpcq.errors import ConfigError, DataError
 from hpcq.report.crossover_report import run_crossover
-from results_synthetic import write_bench_scale
 
 
 @pytest.fixture(scope="module")

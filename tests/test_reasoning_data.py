@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from causal_lm_support import write_tiny_llama
 
-from hpcq.data.paths import data_root
 from hpcq.data.reasoning import (
     EVAL_TASKS,
     IGNORE_INDEX,

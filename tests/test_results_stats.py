@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
-from scipy import stats as scipy_stats
 
 from hpcq.results import plots, write_run
 from hpcq.results.aggregate import aggregate

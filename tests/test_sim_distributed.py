@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from circuit_factory import random_circuit, random_paulis
-from hpcq.circuits import encoder_circuit, reuploading_ansatz
+from hpcq.circuits import reuploading_ansatz
 from hpcq.errors import ConfigError, ResourceError
 from hpcq.sim import expectation
 from hpcq.sim.distributed import CommStats

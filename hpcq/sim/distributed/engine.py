@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from hpcq.sim.distributed.local import SliceApplier
-from hpcq.sim.distributed.placement import Apply, Exchange, Measure, PlacementPlan
+from hpcq.sim.distributed.placement import Apply, Exchange, PlacementPlan
 from hpcq.sim.fusion import Block
 from hpcq.sim.kernel import KernelLibrary
 from hpcq.sim.kernel.dense import dense_applies, dense_positions, stage_fits, unapply_dense
