@@ -163,3 +163,22 @@ def test_the_setfit_section_is_validated(tmp_path):
         load_config(_config_file(tmp_path), ["task=head"])
     config = load_config(None, ["task=setfit"])
     assert config["setfit"]["num_iterations"] == 5 and config["model"]["kind"] == "quantum"
+
+
+def test_runs_that_differ_in_their_head_share_one_tuned_body(poisoned_root, tmp_path):
+    shared = tmp_path / "bodies"
+    config_file = _config_file(tmp_path, setfit={"shared_bodies": str(shared)})
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    heads = {kind: tmp_path / f"{kind}.h5" for kind in ("logreg", "svc")}
+    started = [subprocess.Popen(_hpcq("train", "--config", str(config_file), "--set", f"model.kind={kind}",
+                                      "--out", str(out)), **quiet) for kind, out in heads.items()]
+    assert [run.wait(timeout=600) for run in started] == [0, 0]
+    bodies = [read_run(out).extra["body"] for out in heads.values()]
+    assert sorted(body["phase"] for body in bodies) == ["shared", "tuned"]  # one body phase, not two
+    assert bodies[0]["weights_sha256"] == bodies[1]["weights_sha256"] and bodies[0]["model"] == bodies[1]["model"]
+    assert [p.name for p in shared.iterdir() if p.is_dir()] == [Path(bodies[0]["model"]).parent.name]
+    assert not any(setfit_folder(out).exists() for out in heads.values())
+
+    other_seed = read_run(train_setfit(load_config(config_file, ["seed=1"]), tmp_path / "seed1.h5", progress=False))
+    assert other_seed.extra["body"]["phase"] == "tuned"
+    assert Path(other_seed.extra["body"]["model"]).parent != Path(bodies[0]["model"]).parent

@@ -17,23 +17,33 @@ without re-tuning; a run killed inside it tunes again from the start (seeded, so
 the re-embedding are keyed by the body's files and reused when they match, and the head resumes from OUT.ckpt
 as in task head.
 
+Sharing: runs that differ only in their head tune the same body (the body phase sees only the base body, the
+`setfit` section, the seed and the training rows). With `setfit.shared_bodies: DIR` the body and its
+re-embedded shards live in DIR/<base>-seed<seed>-<key>, where the key hashes exactly those inputs (the base
+weights' and the training rows' content included), and every run with that key uses them: the first tunes
+while holding a lock on the folder, the others wait and read what it saved. A study of five heads on one
+SetFit body so pays for one body phase per seed, and its quantum-minus-classical pairs share one body.
+
 Result: task head's groups; timing/ adds body_s (tuning; the original phase's seconds when resumed), embed_s
 and head_s, and total_s is their sum; body/ names the tuned body (`model` = its folder, `weights_sha256`,
 `checksum`), the body it started from (`base_model`, `base_model_id`, `base_weights_sha256`) and the phase
-(`phase` tuned or resumed, `steps`, `pairs`, `train_rows`, `train_loss`). The tuned body stays in
+(`phase` tuned, resumed or shared, `steps`, `pairs`, `train_rows`, `train_loss`). The tuned body stays in
 OUT.setfit/body (another run can use it as `data.model`); the re-embedded shards go to data.embeddings_dir
 when it is set, else next to the body, from where they are removed with the result.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -55,9 +65,42 @@ BODY_RECORD = "body.json"
 EMBEDDINGS = "embeddings"
 
 
+# The setfit options that change the tuned body; threads, the re-embedding batch and where bodies are shared do
+# not (one thread and two threads sum in another order, which moves the body's weights by rounding only).
+BODY_OPTIONS = ("num_iterations", "max_steps", "epochs", "batch_size", "body_lr", "max_length")
+
+
 def setfit_folder(out: Path) -> Path:
     """Where the run writing `out` keeps its tuned body and re-embedded shards: OUT.setfit/."""
     return out.with_name(out.name + ".setfit")
+
+
+def body_inputs(config: dict, base_weights: str | None, train: TextDataset) -> dict:
+    """Everything the body phase of `config` reads: two runs with equal inputs tune the same body."""
+    rows = hashlib.sha256()
+    for label, text in zip(train.labels, train.texts):
+        rows.update(f"{int(label)}\t{text}\n".encode())
+    return {"base_model": config["data"]["model"], "base_weights_sha256": base_weights, "seed": config["seed"],
+            "setfit": {key: config["setfit"][key] for key in BODY_OPTIONS}, "train_rows_sha256": rows.hexdigest()}
+
+
+def shared_body_folder(shared: str | Path, inputs: dict) -> Path:
+    """The folder under `setfit.shared_bodies` of the body that `inputs` tune."""
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    base = "".join(c if c.isalnum() or c in "._-" else "-" for c in Path(inputs["base_model"]).name)
+    return Path(shared) / f"{base}-seed{inputs['seed']}-{key}"
+
+
+@contextmanager
+def holding(folder: Path) -> Iterator[None]:
+    """An exclusive lock on `folder`'s lock file, so that runs sharing a body tune it once: the others wait."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -72,7 +115,7 @@ class BodyPhase:
     pairs: int
     train_rows: int
     train_loss: float | None
-    phase: str = "tuned"  # "resumed" when a later process read it back from body.json
+    phase: str = "tuned"  # "resumed" (this run's, read back from body.json) or "shared" (another run's)
 
 
 def _plain_config(config: dict) -> dict:
@@ -87,7 +130,7 @@ def _import_setfit() -> Any:
     return setfit
 
 
-def tune_body(config: dict, train: TextDataset, work: Path, progress: bool = True) -> BodyPhase:
+def tune_body(config: dict, inputs: dict, train: TextDataset, work: Path, progress: bool = True) -> BodyPhase:
     """SetFit's contrastive body phase on `train` (the run's training rows, and nothing else), seeded by the
     run's seed; the tuned body is saved to `work/body` (safetensors) and recorded in `work/body.json`."""
     setfit = _import_setfit()
@@ -127,19 +170,20 @@ def tune_body(config: dict, train: TextDataset, work: Path, progress: bool = Tru
                        folder_checksum(folder), time.perf_counter() - started, int(state.global_step),
                        len(trainer.st_trainer.train_dataset), len(train), losses[-1] if losses else None)
     with writing(work / BODY_RECORD, "SetFit body record") as tmp:
-        tmp.write_text(json.dumps({"config": _plain_config(config), "body": asdict(record)}, indent=1))
+        tmp.write_text(json.dumps({"inputs": inputs, "config": _plain_config(config), "body": asdict(record)},
+                                  indent=1))
     return record
 
 
-def saved_body(work: Path, config: dict) -> BodyPhase | None:
-    """The body phase of an earlier process of this same run, or None when there is none, it was of another
-    config, or its weights are no longer the ones it recorded."""
+def saved_body(work: Path, inputs: dict) -> BodyPhase | None:
+    """The body phase saved in `work` by an earlier process, or None when there is none, it tuned from other
+    inputs, or its weights are no longer the ones it recorded."""
     try:
         saved = json.loads((work / BODY_RECORD).read_text())
         record = BodyPhase(**{**saved["body"], "phase": "resumed"})
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if saved.get("config") != _plain_config(config):
+    if saved.get("inputs") != inputs:
         return None
     weights = Path(record.folder) / "model.safetensors"
     if not weights.is_file() or file_sha256(weights) != record.weights_sha256:
@@ -166,32 +210,40 @@ def train_setfit(config: dict, out: str | Path, resume: bool = False, progress: 
         raise ConfigError(f"data.dataset={data['dataset']!r} is a sentence-pair task; task setfit tunes a "
                           "body on single sentences (sst2-sentences, glue/SST-2, glue/CoLA)")
     split = run_split(config, np.asarray(dataset.labels), dataset.splits)
-    work = setfit_folder(out)
-    body = saved_body(work, config) if resume else None
-    if body is None:
-        shutil.rmtree(work, ignore_errors=True)  # another config's or an unfinished phase's leftovers
-        work.mkdir(parents=True)
-        body = tune_body(config, dataset.subset(split.train), work, progress)
-
+    base = resolve_model(data["model"])
+    train = dataset.subset(split.train)
+    inputs = body_inputs(config, weights_sha256(base), train)
+    shared = config["setfit"]["shared_bodies"]
+    work = shared_body_folder(shared, inputs) if shared else setfit_folder(out)
     # data.embeddings_dir, when set, takes the tuned body's shards (keyed by its files, so they never pass for
-    # another body's); by default they go next to the body and are removed with the result.
+    # another body's); by default they go next to the body, and for a body of this run alone they are removed
+    # with the result.
     shards = Path(data["embeddings_dir"]) if data["embeddings_dir"] else work / EMBEDDINGS
-    started = time.perf_counter()
-    embed_dataset(dataset, body.folder, shards, batch_size=config["setfit"]["embed_batch_size"],
-                  progress=progress)
-    embed_seconds = time.perf_counter() - started
+    with holding(work) if shared else nullcontext():
+        body = saved_body(work, inputs) if resume or shared else None
+        if body is not None and shared:
+            body.phase = "shared"  # tuned by whichever run with these inputs came first
+        if body is None:
+            shutil.rmtree(work, ignore_errors=True)  # other inputs' or an unfinished phase's leftovers
+            work.mkdir(parents=True)
+            body = tune_body(config, inputs, train, work, progress)
+        started = time.perf_counter()
+        embed_dataset(dataset, body.folder, shards, batch_size=config["setfit"]["embed_batch_size"],
+                      progress=progress)
+        embed_seconds = time.perf_counter() - started
     tuned = {**config, "data": {**data, "model": body.folder, "embeddings_dir": str(shards)}}
     head_data = load_head_data(tuned, DTYPES[config["train"]["dtype"]], progress)
-    base = resolve_model(data["model"])
     head_data.body = {**head_data.body, "base_model": data["model"], "base_model_id": base.model_id,
-                      "base_weights_sha256": weights_sha256(base), "phase": body.phase, "steps": body.steps,
-                      "pairs": body.pairs, "train_rows": body.train_rows, "train_loss": body.train_loss}
+                      "base_weights_sha256": inputs["base_weights_sha256"], "phase": body.phase,
+                      "steps": body.steps, "pairs": body.pairs, "train_rows": body.train_rows,
+                      "train_loss": body.train_loss}
     head_data.phases = {"body_s": body.seconds, "embed_s": embed_seconds}
     torch.set_num_threads(config["train"]["threads"] or default_threads)
     if config["model"]["kind"] in SKLEARN_KINDS:
         path = train_sklearn_head(config, head_data, out)
     else:
         path = train_torch_head(config, head_data, out, resume, world, progress)
-    if not data["embeddings_dir"]:
+    if not data["embeddings_dir"] and not shared:
         shutil.rmtree(shards, ignore_errors=True)  # the result is whole; the kept body makes them again
     return path
+
