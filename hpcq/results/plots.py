@@ -193,3 +193,31 @@ def scaling_plot(runs: pd.DataFrame, out_dir: Path) -> list[Path]:
     figure.suptitle("State-vector scaling (bench_scale runs); hollow: state within "
                     f"{CACHE_MULTIPLE:g}x the last-level cache, overhead- or cache-bound", fontsize=_FONT + 1)
     return save(figure, out_dir, "scaling")
+
+
+def reproduction_plot(heads: pd.DataFrame, published: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Test accuracy per (body, head): this study's mean with its 95% CI (filled: quantum, hollow: classical),
+    and, below a rule, the numbers others published for the same protocol (crosses, ± their sd)."""
+    if heads.empty:
+        return []
+    rows = len(heads) + len(published) + 1
+    figure = Figure(figsize=(9.5, 0.28 * rows + 0.9), layout="constrained")
+    axis = figure.subplots()
+    labels = []
+    for y, row in enumerate(heads.itertuples()):
+        low = row.test_mean - row.test_ci_low if not np.isnan(row.test_ci_low) else 0
+        high = row.test_ci_high - row.test_mean if not np.isnan(row.test_ci_high) else 0
+        axis.errorbar(row.test_mean, y, xerr=[[low], [high]], capsize=3, marker="o", color="C0" if row.quantum
+                      else "C1", markerfacecolor=None if row.quantum else "white")
+        labels.append(f"{row.body} · {row.head} (n={row.n_seeds})")
+    axis.axhline(len(heads), color="#999", linewidth=0.6)
+    labels.append("published (theirs, not rerun)")
+    for y, row in enumerate(published.itertuples(), start=len(heads) + 1):
+        spread = row.sd if row.sd is not None and not pd.isna(row.sd) else 0
+        axis.errorbar(row.test_accuracy, y, xerr=spread, capsize=3, marker="x", color="#555")
+        labels.append(f"{row.source}: {row.body} · {row.head}")
+    axis.set_yticks(range(rows), labels, fontsize=_FONT - 2)
+    axis.invert_yaxis()
+    axis.set_xlabel("test accuracy (9,101 sentences per seed)", fontsize=_FONT)
+    axis.grid(axis="x", alpha=0.3)
+    return save(figure, out_dir, "paper_protocol")

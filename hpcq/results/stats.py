@@ -4,7 +4,8 @@ quantum-minus-classical difference across seeds, and an explicit model-selection
 Inputs are rows of the aggregated table (`hpcq.results.aggregate`) with `run_kind == "train"`.
 Quantum runs are those with `model.kind == "quantum"`; every other `model.kind` is a classical baseline.
 A *config* is a run's design columns (its flattened config without seeds, paths and per-run identifiers);
-its seeds are replicates. When the table holds several tasks (`task` column), each is analysed alone.
+its seeds are replicates. When the table holds several tasks (`task`) or bodies (`data.model`), each is analysed
+alone.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ SELECTION_RULE = (
 _NOT_DESIGN_NAMES = {"seed", "seeds", "out", "output", "out_dir", "output_dir", "path", "results", "results_dir",
                      "checkpoint", "run_name", "run_id", "data_root", "cache_dir", "device", "num_workers"}
 CONFIDENCE = 0.95
+SEPARATE = ("task", "data.model")  # analysed one value at a time: a head's task, and the body it reads
 TABLE_FILES = {"main_effects": "main_effects.csv", "anova": "anova.csv", "selection": "selection.csv",
                "paired": "paired_differences.csv"}
 
@@ -243,9 +245,12 @@ def paired_differences(runs: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFr
 
 
 def _for_each_task(runs: pd.DataFrame, analysis) -> pd.DataFrame:
-    if "task" not in runs.columns or runs["task"].nunique() <= 1:
+    # Heads are compared on one task and one body: selecting across bodies would credit the head for the body.
+    keys = [c for c in SEPARATE if c in runs.columns and runs[c].nunique() > 1]
+    if not keys:
         return analysis(runs)
-    parts = [analysis(group).assign(task=task) for task, group in runs.groupby("task")]
+    parts = [analysis(group).assign(**dict(zip(keys, values)))
+             for values, group in runs.groupby(keys)]
     return pd.concat(parts, ignore_index=True)
 
 
