@@ -98,8 +98,18 @@ def test_progress_shows_epochs_and_says_why_training_stopped(shard_dir, tmp_path
     run = read_run(train_head(config, tmp_path / "run.h5", progress=True))
     shown = capsys.readouterr().err
     assert f"{run.final['epochs_run']}/6" in shown and "val_acc=" in shown and "best=" in shown
-    stopped = f"stopped early after epoch {run.final['epochs_run']}: no better validation accuracy for 1 epochs"
+    stopped = f"stopped early after epoch {run.final['epochs_run']}: no better val_accuracy for 1 epochs"
     assert (stopped in shown) == run.final["stopped_early"]
+
+
+def test_selecting_by_validation_loss_keeps_the_epoch_of_lowest_loss(shard_dir, tmp_path):
+    config = load_config(write_config(tmp_path, shard_dir, train={"epochs": 6, "patience": 2, "select": "val_loss"}))
+    run = read_run(train_head(config, tmp_path / "run.h5", progress=False))
+    losses = np.asarray(run.metrics["val_loss"])
+    best = run.final["best_epoch"]
+    assert best == int(np.argmin(losses)) + 1
+    assert run.final["val_accuracy"] == run.metrics["val_accuracy"][best - 1]
+    assert run.final["stopped_early"] == (run.final["epochs_run"] - best >= 2)
 
 
 @pytest.mark.parametrize("kind", ["logreg", "svc", "mlp", "mlp_matched"])

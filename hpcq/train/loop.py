@@ -135,8 +135,12 @@ def _lr_settings(optimizer: torch.optim.Optimizer) -> str:
     return ", ".join(f"{name}={group['lr']:g}" for name, group in zip(names, optimizer.param_groups))
 
 
-def _improved(state: TrainState, val_loss: float, val_accuracy: float) -> bool:
-    """Higher validation accuracy, or the same with lower loss: 77 validation rows tie often."""
+def improved(state: TrainState, val_loss: float, val_accuracy: float, select: str) -> bool:
+    """Whether this epoch beats the best so far by train.select: `val_accuracy` (ties, frequent on 77
+    validation rows, go to the lower loss) or `val_loss` (the validation cross-entropy, which moves smoothly where
+    accuracy on a small validation set moves in steps of one row and can crown an under-trained epoch)."""
+    if select == "val_loss":
+        return val_loss < state.best_loss
     return val_accuracy > state.best_accuracy or (val_accuracy == state.best_accuracy and val_loss < state.best_loss)
 
 
@@ -180,8 +184,8 @@ def fit_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train: 
                config: dict, world: World, checkpoint_file: Path, resume: bool, progress: bool = True,
                select: Callable[[torch.nn.Module], dict[str, torch.Tensor]] = whole_state,
                desc: str = "train") -> TrainState:
-    """Epochs of `train_epoch` until train.epochs, or train.patience epochs without a better validation
-    accuracy; a checkpoint after each. The state keeps `select(model)` of the best epoch."""
+    """Epochs of `train_epoch` until train.epochs, or train.patience epochs without a better validation score
+    (train.select); a checkpoint after each. The state keeps `select(model)` of the best epoch."""
     t = config["train"]
     state = (_resume(checkpoint_file, model, optimizer, config, world) if resume else None) or TrainState()
     finished = state.stopped_early or state.epoch >= t["epochs"]
@@ -196,7 +200,7 @@ def fit_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train: 
             for name, value in (("train_loss", train_loss), ("train_accuracy", train_accuracy),
                                 ("val_loss", val_loss), ("val_accuracy", val_accuracy)):
                 state.curves[name].append(value)
-            if _improved(state, val_loss, val_accuracy):
+            if improved(state, val_loss, val_accuracy, t["select"]):
                 state.best_accuracy, state.best_loss, state.best_epoch = val_accuracy, val_loss, state.epoch
                 state.best_model = select(model)
                 state.epochs_without_improvement = 0
@@ -211,8 +215,9 @@ def fit_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train: 
                             best=f"{state.best_accuracy:.3f}")
         shown = not bar.disable
     if state.stopped_early and shown:  # say why the bar ended short of train.epochs
-        tqdm.write(f"stopped early after epoch {state.epoch}: no better validation accuracy for {t['patience']} "
-                   f"epochs (train.patience); keeping epoch {state.best_epoch} (val_acc {state.best_accuracy:.3f})",
+        tqdm.write(f"stopped early after epoch {state.epoch}: no better {t['select']} for {t['patience']} epochs "
+                   f"(train.patience); keeping epoch {state.best_epoch} (val_acc {state.best_accuracy:.3f}, "
+                   f"val_loss {state.best_loss:.3f})",
                    file=sys.stderr)
     return state
 
