@@ -20,7 +20,7 @@ from hpcq.sim.distributed import CommStats
 from hpcq.sim.distributed.memory_plan import plan_memory, require_fit
 from hpcq.sim.distributed.placement import Apply, Exchange, Measure, plan_placement
 from hpcq.sim.kernel import load_library
-from hpcq.sim.kernel.dense import unapply_dense
+from hpcq.sim.kernel.dense import unapply_gates
 from hpcq.sim.observables import parse_observables
 
 TESTS = Path(__file__).parent
@@ -38,11 +38,11 @@ from hpcq.sim.distributed import CommStats, engine
 
 # count the blocks the compiled adjoint un-applies in place (the rest go through torch)
 unapplied = [0]
-compiled_unapply = engine.unapply_dense
+compiled_unapply = engine.unapply_gates
 def counted_unapply(*args, **kwargs):
     unapplied[0] += 1
     return compiled_unapply(*args, **kwargs)
-engine.unapply_dense = counted_unapply
+engine.unapply_gates = counted_unapply
 comm = MPI.COMM_WORLD
 n_global = comm.size.bit_length() - 1
 device = sys.argv[2] if len(sys.argv) > 2 else "cpu"  # "cuda": one GPU per rank (shared when fewer)
@@ -154,10 +154,10 @@ def test_one_rank_without_mpi_equals_statevector():
 
 @pytest.mark.parametrize("width", ["native", 32, 64])
 def test_in_place_gradients_equal_statevector_and_finite_differences(width, monkeypatch):
-    """One rank with the compiled kernels built for `width`-byte vectors: the backward un-applies every shared
-    block in place (`unapply_dense`). Float64 values and gradients against the statevector backend's torch
-    path and finite differences, from 2 and 3 qubits (narrower than a 64-byte vector: the kernel's scalar
-    path) up; batch 2 mixes shared blocks in place with per-sample ones in torch."""
+    """One rank with the compiled kernels built for `width`-byte vectors: the backward un-applies the gates of
+    every shared block in place (`unapply_gates`). Float64 values and gradients against the statevector
+    backend's torch path and finite differences, from 2 and 3 qubits (narrower than a 64-byte vector: the
+    kernel's scalar path) up; batch 2 mixes shared blocks in place with per-sample ones in torch."""
     from hpcq.sim.distributed import engine
     from hpcq.sim.kernel import library as kernel_library
     from test_sim_kernel import REAL_GATES, _library_of_width
@@ -168,8 +168,8 @@ def test_in_place_gradients_equal_statevector_and_finite_differences(width, monk
     library = _library_of_width(width)
     monkeypatch.setitem(kernel_library._LOADED, "library", library)  # what load_library() returns from now on
     unapplied = []
-    monkeypatch.setattr(engine, "unapply_dense",
-                        lambda *args, **kwargs: unapplied.append(1) or unapply_dense(*args, **kwargs))
+    monkeypatch.setattr(engine, "unapply_gates",
+                        lambda *args, **kwargs: unapplied.append(1) or unapply_gates(*args, **kwargs))
     cases = [(reuploading_ansatz(2, 1, 1, 1), 1, ["IZ", "ZI", "XZ"]),
              (reuploading_ansatz(3, 2, 2, 1), 1, "Z"),
              (random_circuit(9, 70, 6, 3, seed=7, names=REAL_GATES), 1, random_paulis(9, 3, seed=7)),

@@ -267,66 +267,103 @@ def test_dense_blocks_on_any_bits_match_tensordot(dtype, tolerance, width):
         assert (ours.double() - expected).abs().max() <= tolerance * expected.abs().max(), (n, positions)
 
 
-def _adjoint_reference(psi: torch.Tensor, lam: torch.Tensor, positions: list[int], matrix: torch.Tensor):
-    """(Mᵀψ, Mᵀλ, dL/dM = Σ λ ⊗ Mᵀψ over the amplitudes each group of M mixes), by tensordot."""
-    n, k = psi.numel().bit_length() - 1, len(positions)
-    psi_in, lam_in = (_dense_reference(v, positions, matrix.T.contiguous()) for v in (psi, lam))
-    axes = [n - 1 - positions[j] for j in reversed(range(k))]  # M's index, most significant bit first
-    grouped = [v.reshape([2] * n).movedim(axes, list(range(k))).reshape(2**k, -1) for v in (lam, psi_in)]
-    return psi_in, lam_in, grouped[0] @ grouped[1].T
+_CNOT = torch.tensor([[1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0], [0, 1, 0, 0]], dtype=torch.float64)
+_CZ = torch.diag(torch.tensor([1.0, 1.0, 1.0, -1.0], dtype=torch.float64))
+
+
+def _gates_reference(psi: torch.Tensor, lam: torch.Tensor,
+                     ops: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ψ and λ with every operation un-applied in order, dL/dθ per operation) by tensordot: dL/dθ of an R_Y
+    is λ_out · (dR/dθ ψ_in), read before it is un-applied."""
+    from hpcq.sim.kernel.dense import GATE_CNOT, GATE_RY
+
+    grads = []
+    for code, a, b, values in ops:
+        if code >= GATE_CNOT:
+            matrix = _CNOT if code == GATE_CNOT else _CZ
+            psi, lam = (_dense_reference(v, [a, b], matrix) for v in (psi, lam))
+            grads.append(0.0)
+            continue
+        matrix = torch.tensor(values, dtype=torch.float64).view(2, 2)
+        psi_in = _dense_reference(psi, [a], matrix.T.contiguous())
+        grad = 0.0
+        if code == GATE_RY:
+            c, s = float(matrix[0, 0]), float(matrix[1, 0])
+            derivative = 0.5 * torch.tensor([[-s, -c], [c, -s]], dtype=torch.float64)
+            grad = float(lam @ _dense_reference(psi_in, [a], derivative))
+        psi, lam = psi_in, _dense_reference(lam, [a], matrix.T.contiguous())
+        grads.append(grad)
+    return psi, lam, torch.tensor(grads, dtype=torch.float64)
+
+
+def _random_gate_ops(n: int, count: int, generator: torch.Generator) -> list:
+    """R_Y, H, CNOT and CZ on random bits (lane bits, row bits, and both for the 2-qubit gates)."""
+    from hpcq.sim.kernel.dense import GATE_MATRIX, GATE_RY
+
+    hadamard = (2**-0.5, 2**-0.5, 2**-0.5, -(2**-0.5))
+    ops = []
+    for _ in range(count):
+        code = int(torch.randint(4, (1,), generator=generator))
+        a, b = (int(v) for v in torch.randperm(n, generator=generator)[:2])
+        if code == GATE_RY:
+            half = float(torch.rand(1, generator=generator)) * 3
+            c, s = float(np.cos(half)), float(np.sin(half))
+            ops.append((GATE_RY, a, -1, (c, -s, s, c)))
+        elif code == GATE_MATRIX:
+            ops.append((GATE_MATRIX, a, -1, hadamard))
+        else:
+            ops.append((code, a, b, (0.0, 0.0, 0.0, 0.0)))
+    return ops
 
 
 @needs_kernels
 @pytest.mark.parametrize("width", ["native", 32, 64])
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
-def test_dense_adjoint_unapplies_stages_and_reduces_like_torch(dtype, tolerance, width):
-    """Stages of blocks un-applied in one pass (ψ ← Mᵀψ, λ ← Mᵀλ, dL/dM = Σ λ_out ⊗ ψ_in per block, in order):
-    blocks on lane bits, row bits and both, whole small states and tiles of large ones, at both SIMD widths,
-    on 1 and 3 threads (each twice: the reduction order is fixed, so the gradient is too); states of 4 and 8
-    amplitudes are narrower than a 64-byte vector (the kernel's scalar path)."""
-    from hpcq.sim.kernel.dense import unapply_dense
+def test_gate_adjoint_unapplies_stages_and_reduces_like_torch(dtype, tolerance, width):
+    """Stages of gates un-applied in one pass (ψ ← Gᵀψ, λ ← Gᵀλ, dL/dθ per R_Y, in order): gates on lane
+    bits, row bits and both, whole small states and tiles of large ones (in place and gathered), at both SIMD
+    widths, on 1 and 3 threads (each twice: the reduction order is fixed, so the gradient is too); states of 4
+    and 8 amplitudes are narrower than a 64-byte vector (the kernel's scalar path)."""
+    from hpcq.sim.kernel.dense import unapply_gates
 
     library = _library_of_width(width)
     generator = torch.Generator().manual_seed(6)
-    stages = [(2, [[1, 0], [0]]), (3, [[0]]), (4, [[2, 0, 3]]), (9, [[8, 3, 0, 6], [1, 2], [8]]),
-              (12, [[11, 0, 5, 2, 9], [7, 1, 10, 4, 3, 6]]), (15, [[14, 13, 12], [12, 11, 10], [10, 9]]),
-              (15, [[0, 8, 14]]), (16, [[15, 2, 1], [5, 6], [4]]), (16, [[9, 10, 11], [0, 1, 2], [15, 4]])]
-    for n, positions in stages:
+    for n, count in ((2, 6), (3, 8), (4, 10), (9, 30), (13, 20), (16, 24), (17, 6)):
         psi, lam = torch.randn(2, 2**n, dtype=torch.float64, generator=generator)
-        matrices = [torch.linalg.qr(torch.randn(2 ** len(p), 2 ** len(p), dtype=torch.float64,
-                                                generator=generator))[0] for p in positions]
-        psi_in, lam_in, expected = psi, lam, []
-        for block_positions, matrix in zip(positions, matrices):
-            psi_in, lam_in, grad = _adjoint_reference(psi_in, lam_in, block_positions, matrix)
-            expected.append(grad)
+        ops = _random_gate_ops(n, count, generator)
+        if n == 17:  # gates on the high bits only: tiles gathered in runs of a cache line
+            ops = [(code, a + 11 if a >= 0 else a, b + 11 if b >= 0 else b, m) for code, a, b, m in ops
+                   if max(a, b) < 6]
+        psi_in, lam_in, expected = _gates_reference(psi, lam, ops)
+        scale = float(psi.abs().sum() * lam.abs().max())  # the largest a dL/dθ sum can be
         for threads in (1, 3):
             results = []
             for _ in range(2):
                 ours_psi, ours_lam = psi.to(dtype, copy=True), lam.to(dtype, copy=True)
-                grads = unapply_dense(library, ours_psi, ours_lam, list(zip(positions, matrices)),
-                                      threads=threads)
-                results.append(torch.cat([g.reshape(-1) for g in grads]))
-                for ours, reference in ((ours_psi, psi_in), (ours_lam, lam_in), *zip(grads, expected)):
-                    error = (ours.double() - reference).abs().max()
-                    assert error <= tolerance * reference.abs().max(), (n, positions, threads)
+                grads = unapply_gates(library, ours_psi, ours_lam, ops, threads=threads)
+                results.append(grads)
+                for ours, reference in ((ours_psi, psi_in), (ours_lam, lam_in)):
+                    assert (ours.double() - reference).abs().max() <= tolerance * reference.abs().max(), \
+                        (n, threads)
+                assert (grads - expected).abs().max() <= tolerance * scale, (n, threads)
             assert torch.equal(results[0], results[1])
 
 
 @needs_kernels
 def test_dense_kernel_refuses_what_it_cannot_take():
-    from hpcq.sim.kernel.dense import apply_dense, unapply_dense
+    from hpcq.sim.kernel.dense import GATE_CNOT, GATE_RY, apply_dense, unapply_gates
 
     library = load_library()
     state = torch.zeros(2**6, dtype=torch.float64)
+    identity = (1.0, 0.0, 0.0, 1.0)
     for positions in ([6], [1, 1], list(range(library.dense_max_qubits + 1))):
         with pytest.raises(ValueError, match="refused positions"):
             apply_dense(library, state, positions, torch.eye(2 ** len(positions), dtype=torch.float64))
+    for bad in ((GATE_RY, 6, -1, identity), (GATE_CNOT, 1, 1, identity), (7, 0, -1, identity)):
         with pytest.raises(ValueError, match="refused positions"):
-            unapply_dense(library, state, state.clone(),
-                          [([0], torch.eye(2, dtype=torch.float64)),
-                           (positions, torch.eye(2 ** len(positions), dtype=torch.float64))])
+            unapply_gates(library, state, state.clone(), [(GATE_RY, 0, -1, identity), bad])
     with pytest.raises(ValueError, match="λ shaped, typed and aligned like ψ"):
-        unapply_dense(library, state, state[:32].clone(), [([0], torch.eye(2, dtype=torch.float64))])
+        unapply_gates(library, state, state[:32].clone(), [(GATE_RY, 0, -1, identity)])
 
 
 # A library whose loading alone (its constructor) leaves a marker file: proof that hpcq did or did not load it.

@@ -14,6 +14,7 @@ they differ by what applies the blocks.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -45,6 +46,23 @@ class CompiledCircuit:
     @property
     def is_real(self) -> bool:
         return all(block.is_real for block in self.blocks)
+
+    @cached_property
+    def _angle_sources(self) -> tuple[torch.Tensor, list[float]]:
+        """Where each rotation row's angle comes from, as an index into [weights, features of one sample,
+        constants] (the constants themselves listed second)."""
+        n_weights, n_features = self.circuit.n_weights, self.circuit.n_features
+        index, constants = [], []
+        for block in self.blocks:
+            for gate in block.rotations:
+                if gate.source == "weight":
+                    index.append(gate.index)
+                elif gate.source == "feature":
+                    index.append(n_weights + gate.index)
+                else:
+                    index.append(n_weights + n_features + len(constants))
+                    constants.append(gate.value)
+        return torch.tensor(index, dtype=torch.int64), constants
 
 
 _COMPILED: CircuitCache[CompiledCircuit] = CircuitCache()
@@ -102,6 +120,27 @@ def block_matrices(
         coefficients = picks.prod(dim=-1).to(matrix_dtype)  # [b, 2**m]
         matrices.append(torch.einsum("bt,tij->bij", coefficients, terms))
     return matrices
+
+
+def rotation_offsets(blocks: list[Block]) -> list[int]:
+    """Where each block's rotations start in `rotation_angles`: block b's rotation j is at offsets[b] + j."""
+    offsets, row = [], 0
+    for block in blocks:
+        offsets.append(row)
+        row += len(block.rotations)
+    return offsets
+
+
+def rotation_angles(compiled: CompiledCircuit, weights: torch.Tensor,
+                    features: torch.Tensor | None) -> torch.Tensor:
+    """Every block's rotation angles in block order (rows as `rotation_offsets` says), as a
+    differentiable function of weights and of the first sample's features: what a gate-by-gate adjoint of
+    blocks shared by the whole batch reads (a block with feature angles is shared only when the batch is
+    one sample)."""
+    index, constants = compiled._angle_sources
+    sample = weights.new_zeros(compiled.circuit.n_features) if features is None else features[0]
+    pool = torch.cat([weights, sample, weights.new_tensor(constants)])
+    return pool[index.to(weights.device)]
 
 
 def _terms_tensor(block: Block, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -25,6 +25,9 @@ class Block:
     terms: np.ndarray
     #: `terms` converted to torch, per (dtype, device); filled by the simulator
     tensors: dict = field(default_factory=dict, compare=False, repr=False)
+    #: the gates the block fuses, in the order they apply (`rotations` are its parametric ones, in order): the
+    #: compiled adjoint un-applies them one by one
+    gates: tuple[Gate, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def per_sample(self) -> bool:
@@ -91,7 +94,7 @@ def block_from_gates(gates: list[Gate]) -> Block:
     stacked = np.stack(terms)
     if np.abs(stacked.imag).max() == 0:
         stacked = stacked.real.copy()
-    return Block(qubits, tuple(rotations), stacked)
+    return Block(qubits, tuple(rotations), stacked, gates=tuple(gates))
 
 
 def fuse(circuit: Circuit, max_qubits: int, max_rotations: int) -> list[Block]:

@@ -25,7 +25,7 @@ from hpcq.errors import ConfigError
 from hpcq.sim.accelerator import accelerator_of, cuquantum_installed
 from hpcq.sim.adjoint import AdjointExpectation
 from hpcq.sim.compile import (
-    COMPILED_FUSED_QUBITS, FUSED_QUBITS, FUSED_ROTATIONS, block_matrices, compile_circuit,
+    COMPILED_FUSED_QUBITS, FUSED_QUBITS, FUSED_ROTATIONS, block_matrices, compile_circuit, rotation_angles,
 )
 from hpcq.sim.distributed.engine import Collectives, DistributedEngine
 from hpcq.sim.distributed.exchange import (
@@ -245,7 +245,9 @@ def expectation(
     engine = DistributedEngine(compiled.blocks, placement_for(compiled.blocks, n, n_global, paulis, groups), groups,
                                paulis, complex_path, state_dtype, weights.device, Collectives(comm),
                                _swapper(exchange, comm, weights.device, swap_buffer_bytes, stats, batch), library)
-    return AdjointExpectation.apply(engine, batch, psi0, *matrices)
+    # the engine's backward un-applies the compiled blocks gate by gate: their gradient is by angle
+    angles = rotation_angles(compiled, weights, features)
+    return AdjointExpectation.apply(engine, batch, psi0, *matrices, angles)
 
 
 __all__ = ["expectation", "check_memory", "CommStats", "exchange_facts", "fused_qubits_for", "measurement_groups", "node_ranks",

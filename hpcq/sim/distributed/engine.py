@@ -1,13 +1,15 @@
 """Forward and adjoint passes over a placement plan on one rank's slice of the state.
 
-The engine has the interface of the statevector backend's engine (`forward(psi0, matrices, batch)` returns
-the outputs and what backward needs; `backward(finals, matrices, grad_out, want_psi0)` returns the gradients
-of the initial amplitudes and of every block matrix), so the same autograd function drives both. Each rank
-applies the same fused blocks to its slice; sums over amplitudes (expectation values, dL/dU) are local sums
-followed by one allreduce; an index-bit swap in the forward pass is undone by the same swap in reverse on ψ
-and λ in the backward pass. With the compiled kernels, runs of consecutive shared real blocks are un-applied
-from ψ and λ in place as stages, each block's dL/dU reduced in the same pass (`unapply_dense`), whatever index
-bits their qubits occupy; other blocks are moved to the leading axes and un-applied by torch matmuls.
+The engine has the interface of the statevector backend's engine (`forward(psi0, params, batch)` returns
+the outputs and what backward needs; `backward(finals, params, grad_out, want_psi0)` returns the gradients
+of the initial amplitudes and of every parameter), so the same autograd function drives both; its parameters
+are every block matrix and then `rotation_angles`. Each rank applies the same fused blocks to its slice; sums
+over amplitudes (expectation values, gradients) are local sums followed by one allreduce; an index-bit swap in
+the forward pass is undone by the same swap in reverse on ψ and λ in the backward pass. With the compiled
+kernels, the gates of consecutive shared real blocks are un-applied from ψ and λ in place, gate by gate, in
+stages of one pass over both states (`unapply_gates`), whatever index bits their qubits occupy, and each
+rotation's dL/dθ is reduced in the same pass; other blocks are moved to the leading axes and un-applied by
+torch matmuls, which give dL/dU.
 """
 
 from __future__ import annotations
@@ -16,9 +18,14 @@ import torch
 
 from hpcq.sim.distributed.local import SliceApplier
 from hpcq.sim.distributed.placement import Apply, Exchange, PlacementPlan
+from hpcq.circuits.circuit import Gate
 from hpcq.sim.fusion import Block
 from hpcq.sim.kernel import KernelLibrary
-from hpcq.sim.kernel.dense import dense_applies, dense_positions, stage_fits, unapply_dense
+from hpcq.sim.compile import rotation_offsets
+from hpcq.sim.gates import FIXED_GATES
+from hpcq.sim.kernel.dense import (
+    GATE_CNOT, GATE_CZ, GATE_MATRIX, GATE_RY, dense_applies, dense_positions, stage_fits, unapply_gates,
+)
 from hpcq.sim.layout import (
     Layout, apply_matrix, canonical_layout, leading_layout, outer_on_leading, permute_state, reorder_matrix,
 )
@@ -64,6 +71,50 @@ class Collectives:
         return gathered.permute(1, 0, 2).reshape(host.shape[0], -1).to(tensor.device)
 
 
+#: the 2x2 matrices of the fixed one-qubit gates the compiled adjoint takes, row-major
+_FIXED_MATRICES = {name: tuple(float(v) for v in FIXED_GATES[name].real.reshape(-1))
+                   for name in ("h", "x", "z")}
+_NO_MATRIX = (0.0, 0.0, 0.0, 0.0)
+
+
+class _GateStage:
+    """Gates (in the order they are un-applied) for one call of the compiled gate-by-gate adjoint, and the
+    dL/dθ it returns summed per `rotation_angles` row."""
+
+    def __init__(self, angles: torch.Tensor, offsets: list[int]):
+        half = angles.detach().to("cpu", torch.float64) / 2
+        self.cos, self.sin = torch.cos(half).tolist(), torch.sin(half).tolist()
+        self.grad = torch.zeros(len(self.cos), dtype=torch.float64)
+        self.ops: list[tuple[int, int, int, tuple[float, ...]]] = []
+        self.rows: list[int | None] = []
+        self.bits: set[int] = set()
+
+    def fits(self, positions: list[int], psi: torch.Tensor) -> bool:
+        """Whether a gate on these index bits can join the stage (`stage_fits`)."""
+        return stage_fits(self.bits | set(positions), psi.numel().bit_length() - 1, psi.dtype)
+
+    def add(self, gate: Gate, positions: list[int], row: int | None) -> None:
+        if gate.name == "ry":
+            c, s = self.cos[row], self.sin[row]
+            self.ops.append((GATE_RY, positions[0], -1, (c, -s, s, c)))
+        elif gate.name in ("cnot", "cz"):
+            self.ops.append((GATE_CNOT if gate.name == "cnot" else GATE_CZ, *positions, _NO_MATRIX))
+        else:
+            self.ops.append((GATE_MATRIX, positions[0], -1, _FIXED_MATRICES[gate.name]))
+        self.rows.append(row)
+        self.bits.update(positions)
+
+    def unapply(self, library: KernelLibrary, psi: torch.Tensor, lam: torch.Tensor) -> None:
+        """Un-apply the stage's gates from ψ and λ in place (one pass over both) and start a new stage."""
+        if not self.ops:
+            return
+        grads = unapply_gates(library, psi, lam, self.ops).tolist()
+        for row, grad in zip(self.rows, grads):
+            if row is not None:
+                self.grad[row] += grad
+        self.ops, self.rows, self.bits = [], [], set()
+
+
 class DistributedEngine:
     """Runs a placement plan of fused blocks on this rank's [2**n_local, batch] slice."""
 
@@ -81,6 +132,13 @@ class DistributedEngine:
         self.swapper = swapper
         self.library = library  # compiled kernels for the shared real blocks, both passes, or None: torch
         self.n_local = plan.n_qubits - len(plan.initial_global)
+        # each block's gates in order, with the `rotation_angles` row of each rotation (None for fixed gates)
+        self.rotation_offsets = rotation_offsets(blocks)
+        self.gate_rows = []
+        for block, offset in zip(blocks, self.rotation_offsets):
+            rows = iter(range(offset, offset + len(block.rotations)))
+            self.gate_rows.append([(gate, next(rows) if gate.is_parametric else None)
+                                   for gate in block.gates])
 
     def initial_state(self, psi0: torch.Tensor | None, batch: int) -> torch.Tensor:
         """This rank's slice (rank = the high index bits) of the given amplitudes, or of |0...0>."""
@@ -132,23 +190,27 @@ class DistributedEngine:
         self.final_layout, self.final_global = layout, global_qubits
         return self.collectives.sum(partial), [state]
 
-    def backward(self, finals, matrices, grad_out, want_psi0):
+    def backward(self, finals, params, grad_out, want_psi0):
+        """`params`: the blocks' matrices, then `rotation_angles` (the compiled gates' angles)."""
         (psi,) = finals
+        matrices, angles = params[:len(self.blocks)], params[len(self.blocks)]
         layout, global_qubits = self.final_layout, self.final_global
         # the plan ends with a Measure step, so the first step in reverse seeds λ (no zero state beforehand)
         lam = None
         grads = [torch.zeros_like(m) if m.requires_grad else None for m in matrices]
         before = list(self.globals_before)
-        stage: list[int] = []  # blocks for the compiled kernels, in the order they are un-applied
+        stage = _GateStage(angles, self.rotation_offsets)
+        gated: set[int] = set()  # blocks un-applied gate by gate: the gradient goes to angles, not matrices
         for step in reversed(self.plan.steps):
             if isinstance(step, Apply) and self._compiled(step.block, psi, lam, matrices):
-                if not self._fits(stage + [step.block], layout, psi):
-                    self._unapply_stage(stage, psi, lam, layout, matrices, grads)
-                    stage = []
-                stage.append(step.block)
+                for gate, row in reversed(self.gate_rows[step.block]):
+                    positions = dense_positions(layout, gate.qubits, psi.shape[-1])
+                    if not stage.fits(positions, psi):
+                        stage.unapply(self.library, psi, lam)
+                    stage.add(gate, positions, row)
+                gated.add(step.block)
                 continue
-            self._unapply_stage(stage, psi, lam, layout, matrices, grads)
-            stage = []
+            stage.unapply(self.library, psi, lam)
             if isinstance(step, Exchange):
                 previous = before.pop()
                 back = tuple(previous[p] for p in step.positions)
@@ -161,35 +223,20 @@ class DistributedEngine:
                 weights = grad_out[:, self.groups[step.group]] * signs.to(device=grad_out.device, dtype=grad_out.dtype)
                 seed = adjoint_seed(psi, layout, local_paulis, weights, self.complex_path)
                 lam = seed if lam is None else lam.add_(seed)
-        self._unapply_stage(stage, psi, lam, layout, matrices, grads)
-        grads = self._summed(grads)
+        stage.unapply(self.library, psi, lam)
+        grads = [None if b in gated else g for b, g in enumerate(grads)]
+        *grads, grad_angles = self._summed([*grads, stage.grad if angles.requires_grad else None])
         grad_psi0 = None
         if want_psi0:
             local = permute_state(lam, layout, canonical_layout(self.n_local)).transpose(0, 1)
             grad_psi0 = self.collectives.gather_columns(local)
-        return grad_psi0, grads
+        return grad_psi0, [*grads, None if grad_angles is None else grad_angles.to(angles.dtype)]
 
     def _compiled(self, block: int, psi, lam, matrices) -> bool:
-        """Whether the compiled adjoint un-applies this block: a matrix shared by the batch, both states real
-        CPU slices it takes."""
-        k = len(self.blocks[block].qubits)
-        return matrices[block].shape[0] == 1 and dense_applies(self.library, psi, k) and \
-            dense_applies(self.library, lam, k)
-
-    def _fits(self, stage: list[int], layout, psi) -> bool:
-        """Whether these blocks can be un-applied as one stage (`stage_fits`)."""
-        bits = {p for b in stage for p in dense_positions(layout, self.blocks[b].qubits, psi.shape[-1])}
-        return stage_fits(bits, psi.numel().bit_length() - 1, psi.dtype)
-
-    def _unapply_stage(self, stage: list[int], psi, lam, layout, matrices, grads) -> None:
-        """Un-apply the stage's blocks from ψ and λ in place (one pass over both), adding each dL/dU."""
-        if not stage:
-            return
-        batch = psi.shape[-1]
-        blocks = [(dense_positions(layout, self.blocks[b].qubits, batch), matrices[b][0]) for b in stage]
-        for b, local_grad in zip(stage, unapply_dense(self.library, psi, lam, blocks)):
-            if grads[b] is not None:
-                grads[b] += local_grad.to(matrices[b].dtype)
+        """Whether the compiled adjoint un-applies this block: a matrix shared by the batch, a real block
+        (its gates are real), both states real CPU slices the kernels take."""
+        return matrices[block].shape[0] == 1 and dense_applies(self.library, psi, 2) and \
+            dense_applies(self.library, lam, 2)
 
     def _unapply(self, step: Apply, psi, lam, layout, matrices, grads):
         """Un-apply a block with torch: moved to the leading axes, then matmuls."""

@@ -3,8 +3,9 @@
 `hpcq_dense_<prec>` (dense_impl.h) applies a real 2^k × 2^k matrix to any k index bits of a vector with
 SIMD over consecutive amplitudes: one read and one write of the slice per block and no layout copies, where
 the PyTorch path needs a permutation copy whenever the block's qubits are not adjacent.
-`hpcq_dense_adjoint_<prec>` (dense_adjoint_impl.h) is its backward step: it un-applies a stage of blocks from
-ψ and λ and reduces each dL/dM over the amplitudes, in one pass over both states.
+`hpcq_gates_adjoint_<prec>` (gates_adjoint_impl.h) is the backward step: it un-applies a stage of the blocks'
+gates from ψ and λ, gate by gate, and reduces each rotation's dL/dθ over the amplitudes, in one pass over both
+states (a few multiply-adds per amplitude and gate, where un-applying a fused block costs 3·2^k).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import torch
 from hpcq.sim.kernel.library import KernelLibrary
 
 _PRECISION = {torch.float32: "f32", torch.float64: "f64"}
+#: operation codes of hpcq_gates_adjoint (enum GATE_* in gates_adjoint_impl.h)
+GATE_MATRIX, GATE_RY, GATE_CNOT, GATE_CZ = 0, 1, 2, 3
 #: a stage's tile of ψ, and its tile of λ, take at most this much: both stay in a 512 KiB L2 while every block
 #: of the stage runs on them
 STAGE_BYTES = 64 * 2**10
@@ -57,28 +60,29 @@ def stage_fits(bits: set[int], n_bits: int, dtype: torch.dtype) -> bool:
     return n_bits <= limit or len(bits | set(range((64 // element).bit_length() - 1))) <= limit
 
 
-def unapply_dense(library: KernelLibrary, psi: torch.Tensor, lam: torch.Tensor,
-                  blocks: list[tuple[list[int], torch.Tensor]],
-                  threads: int | None = None) -> list[torch.Tensor]:
-    """The adjoint of `apply_dense` for a stage of blocks (positions, matrix), un-applied in the order given:
-    ψ ← Mᵀψ and λ ← Mᵀλ in place for each (M is real and orthogonal, so ψ becomes the block's input), one
-    pass over ψ and λ for the whole stage. Returns each block's dL/dM = Σ λ_out ⊗ ψ_in over the amplitudes
-    ([2^k, 2^k] float64, indexed like M)."""
+def unapply_gates(library: KernelLibrary, psi: torch.Tensor, lam: torch.Tensor,
+                  ops: list[tuple[int, int, int, tuple[float, float, float, float]]],
+                  threads: int | None = None) -> torch.Tensor:
+    """The adjoint pass of a stage of gates, un-applied in the order given, in place: one pass over ψ and λ.
+    `ops[i] = (code, bit a, bit b, 2x2 matrix row-major)`: GATE_MATRIX and GATE_RY (R_Y(θ) is
+    [[c, -s], [s, c]]) on bit a, GATE_CNOT (control a, target b) and GATE_CZ (b unused for 1-qubit gates, the
+    matrix for 2-qubit ones). Returns dL/dθ of each GATE_RY, 0 for the others ([len(ops)] float64)."""
+    _check_pair(library, psi, lam)
+    codes = torch.tensor([(code, a, b, 0) for code, a, b, _ in ops], dtype=torch.int32)
+    matrices = torch.tensor([matrix for *_, matrix in ops], dtype=psi.dtype)
+    grads = torch.empty(len(ops), dtype=torch.float64)
+    status = library.function("gates_adjoint", _PRECISION[psi.dtype])(
+        psi.numel().bit_length() - 1, ctypes.c_void_p(psi.data_ptr()), ctypes.c_void_p(lam.data_ptr()),
+        len(ops), ctypes.c_void_p(codes.data_ptr()), ctypes.c_void_p(matrices.data_ptr()),
+        ctypes.c_void_p(grads.data_ptr()), threads or torch.get_num_threads())
+    _check(status, "gate adjoint kernel", [op[1:3] for op in ops], psi)
+    return grads
+
+
+def _check_pair(library: KernelLibrary, psi: torch.Tensor, lam: torch.Tensor) -> None:
     if (lam.dtype != psi.dtype or lam.shape != psi.shape or not lam.is_contiguous()
             or lam.data_ptr() % library.vector_bytes):
         raise ValueError("the adjoint kernel needs λ shaped, typed and aligned like ψ")
-    positions = [p for block_positions, _ in blocks for p in block_positions]
-    widths = (ctypes.c_int32 * len(blocks))(*(len(block_positions) for block_positions, _ in blocks))
-    matrices = torch.cat([m.to(psi.dtype).reshape(-1) for _, m in blocks])
-    grads = torch.empty(matrices.numel(), dtype=torch.float64)
-    status = library.function("dense_adjoint", _PRECISION[psi.dtype])(
-        psi.numel().bit_length() - 1, ctypes.c_void_p(psi.data_ptr()), ctypes.c_void_p(lam.data_ptr()),
-        len(blocks), widths, (ctypes.c_int32 * len(positions))(*positions),
-        ctypes.c_void_p(matrices.data_ptr()), ctypes.c_void_p(grads.data_ptr()),
-        threads or torch.get_num_threads())
-    _check(status, "dense adjoint kernel", positions, psi)
-    dims = [2 ** len(block_positions) for block_positions, _ in blocks]
-    return [g.view(d, d) for g, d in zip(grads.split([d * d for d in dims]), dims)]
 
 
 def _check(status: int, kernel: str, positions: list[int], state: torch.Tensor) -> None:

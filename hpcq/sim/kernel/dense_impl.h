@@ -71,16 +71,6 @@ DENSE_GROUPS(vector, VEC, 1, 8)
 DENSE_GROUPS(vector, VEC, GROUPS, ROWS)
 DENSE_GROUPS(scalar, T, 1, 8)
 DENSE_GROUPS(scalar, T, GROUPS, ROWS)
-/* the adjoint multiplies a tile's ψ and λ groups together (each coefficient loaded then serves twice as many
- * vectors: at 2^18 float32 amplitudes, one thread, a stage ran 1.6x faster); the group count spelled as one
- * token for the names above */
-#define BOTH_GROUPS CAT(BOTH, GROUPS)
-#define BOTH_1 2
-#define BOTH_2 4
-#define BOTH_4 8
-#define BOTH_8 16
-DENSE_GROUPS(vector, VEC, BOTH_GROUPS, 2)
-DENSE_GROUPS(scalar, T, BOTH_GROUPS, 2)
 #undef DENSE_GROUPS
 #undef DENSE_ROWS
 #undef ROWS_FN
@@ -183,9 +173,8 @@ static void DFN(dense_scalar)(int n_bits, T *state, int k, const int32_t *pos, c
     }
 }
 
-/* What a block's passes share: the split of its bits into row and lane bits, the lane-xor shuffle per pattern
- * of lane bits, the vector offsets of its rows, the group count, and the coefficient table of M (or of M^T,
- * the adjoint's un-apply). */
+/* A block's pass: the split of its bits into row and lane bits, the lane-xor shuffle per pattern of lane
+ * bits, the vector offsets of its rows, the group count, and the coefficient table of M. */
 typedef struct {
     int nh, nl, dh, dl, d, row[HPCQ_DENSE_MAX_QUBITS], lane[HPCQ_DENSE_MAX_QUBITS];
     int flips[1 << HPCQ_DENSE_MAX_QUBITS]; /* the lane-index bits each pattern of lane bits flips */
@@ -194,19 +183,13 @@ typedef struct {
     int32_t row_bits[HPCQ_DENSE_MAX_QUBITS];
     long long groups, run;
     VEC *coef; /* [dh][dh * dl] vectors; used when the block has lane bits */
-    T *matrix; /* row-major [d][d]: the caller's, or its transpose (owned) */
+    const T *matrix; /* row-major [d][d], the caller's */
 } DFN(dense_plan_t);
 
-static void DFN(dense_release)(DFN(dense_plan_t) *plan, const T *caller_matrix) {
-    free(plan->coef);
-    if (plan->matrix != caller_matrix) free(plan->matrix);
-}
-
 /* Checks the arguments (returns -2 for what the kernel does not take) and, unless the state is narrower than
- * one vector (returns 1: the scalar path), fills `plan` for M or, with `transpose`, for M^T (returns 0; -1 if
- * memory ran out). */
-static int DFN(dense_prepare)(DFN(dense_plan_t) *plan, int n_bits, int k, const int32_t *pos, const T *matrix,
-                              int transpose) {
+ * one vector (returns 1: the scalar path), fills `plan` for M (returns 0; -1 if memory ran out). */
+static int DFN(dense_prepare)(DFN(dense_plan_t) *plan, int n_bits, int k, const int32_t *pos,
+                              const T *matrix) {
     const int lb = __builtin_ctz((unsigned)DVL);
     if (k < 1 || k > HPCQ_DENSE_MAX_QUBITS || n_bits < 0 || n_bits > 62) return -2;
     int nh = 0, nl = 0;
@@ -220,16 +203,9 @@ static int DFN(dense_prepare)(DFN(dense_plan_t) *plan, int n_bits, int k, const 
     if (n_bits < lb) return 1;
     const int dh = 1 << nh, dl = 1 << nl, d = 1 << k, inputs = dh * dl;
     plan->nh = nh, plan->nl = nl, plan->dh = dh, plan->dl = dl, plan->d = d;
-    plan->matrix = (T *)matrix;
+    plan->matrix = matrix;
     plan->coef = aligned_alloc(VBYTES, (size_t)dh * inputs * sizeof(VEC));
-    if (transpose) plan->matrix = malloc((size_t)d * d * sizeof(T));
-    if (!plan->coef || !plan->matrix) {
-        DFN(dense_release)(plan, matrix);
-        return -1;
-    }
-    if (transpose)
-        for (int r = 0; r < d; r++)
-            for (int c = 0; c < d; c++) plan->matrix[(size_t)r * d + c] = matrix[(size_t)c * d + r];
+    if (!plan->coef) return -1;
     for (int p = 0; p < dl; p++) {
         plan->flips[p] = (int)DFN(spread)((size_t)p, pos, plan->lane, nl);
         plan->masks[p] = IOTA ^ plan->flips[p];
@@ -268,7 +244,7 @@ static int DFN(dense_prepare)(DFN(dense_plan_t) *plan, int n_bits, int k, const 
  */
 int DFN(hpcq_dense)(int n_bits, T *state, int k, const int32_t *pos, const T *matrix, int n_threads) {
     DFN(dense_plan_t) plan;
-    const int prepared = DFN(dense_prepare)(&plan, n_bits, k, pos, matrix, 0);
+    const int prepared = DFN(dense_prepare)(&plan, n_bits, k, pos, matrix);
     if (prepared == 1) {
         DFN(dense_scalar)(n_bits, state, k, pos, matrix);
         return 0;
@@ -305,11 +281,11 @@ int DFN(hpcq_dense)(int n_bits, T *state, int k, const int32_t *pos, const T *ma
             DFN(dense_tile)(vectors, tile, run, nh, row_bits, off, dh, dl, count, masks, coef, matrix);
         }
     }
-    DFN(dense_release)(&plan, matrix);
+    free(plan.coef);
     return 0;
 }
 
-#include "dense_adjoint_impl.h"
+#include "gates_adjoint_impl.h"
 
 #undef DVL
 #undef INLINE

@@ -28,9 +28,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-SOURCES = ("real_gates.c", "real_gates_impl.h", "dense_impl.h", "dense_adjoint_impl.h")
+SOURCES = ("real_gates.c", "real_gates_impl.h", "dense_impl.h", "gates_adjoint_impl.h")
 #: must equal hpcq_abi_version() in real_gates.c
-ABI_VERSION = 7
+ABI_VERSION = 8
 #: flag sets tried in order: the first is the fast one; the others keep the kernels usable where the
 #: compiler lacks OpenMP or -march=native
 FLAG_SETS = (
@@ -59,9 +59,9 @@ class KernelLibrary:
     dense_max_qubits: int  # widest block hpcq_dense_<prec> applies
 
     def function(self, name: str, precision: str, vectors_per_row: int = 1):
-        """hpcq_forward_f32_nv1 and friends; hpcq_angles_, hpcq_dense_ and hpcq_dense_adjoint_ exist once per
+        """hpcq_forward_f32_nv1 and friends; hpcq_angles_, hpcq_dense_ and hpcq_gates_adjoint_ exist once per
         precision."""
-        if name in ("angles", "dense", "dense_adjoint"):
+        if name in ("angles", "dense", "gates_adjoint"):
             return getattr(self.cdll, f"hpcq_{name}_{precision}")
         return getattr(self.cdll, f"hpcq_{name}_{precision}_nv{vectors_per_row}")
 
@@ -190,10 +190,10 @@ def _open(path: Path, compiler: str, flags: tuple[str, ...]) -> KernelLibrary:
         # n_bits, state, k, positions, matrix, threads
         dense.argtypes = [integer, pointer, integer, pointer, pointer, integer]
         dense.restype = integer
-        adjoint = getattr(cdll, f"hpcq_dense_adjoint_{precision}")
-        # n_bits, psi, lam, n_blocks, widths, positions, matrices, grads, threads
-        adjoint.argtypes = [integer, pointer, pointer, integer, pointer, pointer, pointer, pointer, integer]
-        adjoint.restype = integer
+        gates = getattr(cdll, f"hpcq_gates_adjoint_{precision}")
+        # n_bits, psi, lam, n_ops, ops, mats, grads, threads
+        gates.argtypes = [integer, pointer, pointer, integer, pointer, pointer, pointer, integer]
+        gates.restype = integer
     cdll.hpcq_dense_max_qubits.restype = integer
     # n_rot, source, grad, batch, padded, grad_weights, grad_features, n_features
     cdll.hpcq_scatter_gradients.argtypes = [integer, pointer, pointer, integer, integer, pointer, pointer, integer]

@@ -20,8 +20,8 @@
  *
  * real_gates_impl.h holds the kernels; it is included once per (precision, NV) instantiation below.
  * dense_impl.h holds hpcq_dense_<prec>, the distributed backend's in-place fused-block kernel for one state
- * vector (SIMD over amplitudes instead of samples), and includes dense_adjoint_impl.h, its adjoint pass
- * (hpcq_dense_adjoint_<prec>); both once per precision.
+ * vector (SIMD over amplitudes instead of samples), and includes gates_adjoint_impl.h, its adjoint pass gate
+ * by gate (hpcq_gates_adjoint_<prec>); both once per precision.
  */
 #include <math.h>
 #include <stddef.h>
@@ -69,7 +69,7 @@ int hpcq_dense_max_qubits(void) { return HPCQ_DENSE_MAX_QUBITS; }
 int hpcq_vector_bytes(void) { return VBYTES; }
 
 /** Bumped whenever an exported signature changes, so a stale cached build is never called. */
-int hpcq_abi_version(void) { return 7; }
+int hpcq_abi_version(void) { return 8; }
 
 /** Whether the build has OpenMP (else every call runs on one thread). */
 int hpcq_openmp(void) {
