@@ -173,7 +173,9 @@ def test_in_place_gradients_equal_statevector_and_finite_differences(width, monk
     cases = [(reuploading_ansatz(2, 1, 1, 1), 1, ["IZ", "ZI", "XZ"]),
              (reuploading_ansatz(3, 2, 2, 1), 1, "Z"),
              (random_circuit(9, 70, 6, 3, seed=7, names=REAL_GATES), 1, random_paulis(9, 3, seed=7)),
-             (random_circuit(8, 50, 5, 2, seed=8, names=REAL_GATES), 2, ["IIIIIIIZ", "XIIZIIII"])]
+             (random_circuit(8, 50, 5, 2, seed=8, names=REAL_GATES), 2, ["IIIIIIIZ", "XIIZIIII"]),
+             # more bits than one stage tile: gates reordered across stages (`plan_gate_stages`)
+             (reuploading_ansatz(15, 2, 3, 1), 1, ["I" * 14 + "Z", "Z" + "I" * 14])]
     generator = torch.Generator().manual_seed(9)
     for circuit, batch, labels in cases:
         weights = torch.randn(circuit.n_weights, dtype=torch.float64, generator=generator)

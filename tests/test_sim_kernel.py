@@ -275,11 +275,11 @@ def _gates_reference(psi: torch.Tensor, lam: torch.Tensor,
                      ops: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ψ and λ with every operation un-applied in order, dL/dθ per operation) by tensordot: dL/dθ of an R_Y
     is λ_out · (dR/dθ ψ_in), read before it is un-applied."""
-    from hpcq.sim.kernel.dense import GATE_CNOT, GATE_RY
+    from hpcq.sim.kernel.dense import GATE_CNOT, GATE_CZ, GATE_RY, GATE_RY_CNOT
 
     grads = []
     for code, a, b, values in ops:
-        if code >= GATE_CNOT:
+        if code in (GATE_CNOT, GATE_CZ):
             matrix = _CNOT if code == GATE_CNOT else _CZ
             psi, lam = (_dense_reference(v, [a, b], matrix) for v in (psi, lam))
             grads.append(0.0)
@@ -287,28 +287,31 @@ def _gates_reference(psi: torch.Tensor, lam: torch.Tensor,
         matrix = torch.tensor(values, dtype=torch.float64).view(2, 2)
         psi_in = _dense_reference(psi, [a], matrix.T.contiguous())
         grad = 0.0
-        if code == GATE_RY:
+        if code in (GATE_RY, GATE_RY_CNOT):
             c, s = float(matrix[0, 0]), float(matrix[1, 0])
             derivative = 0.5 * torch.tensor([[-s, -c], [c, -s]], dtype=torch.float64)
             grad = float(lam @ _dense_reference(psi_in, [a], derivative))
         psi, lam = psi_in, _dense_reference(lam, [a], matrix.T.contiguous())
+        if code == GATE_RY_CNOT:
+            psi, lam = (_dense_reference(v, [b, a], _CNOT) for v in (psi, lam))
         grads.append(grad)
     return psi, lam, torch.tensor(grads, dtype=torch.float64)
 
 
 def _random_gate_ops(n: int, count: int, generator: torch.Generator) -> list:
-    """R_Y, H, CNOT and CZ on random bits (lane bits, row bits, and both for the 2-qubit gates)."""
-    from hpcq.sim.kernel.dense import GATE_MATRIX, GATE_RY
+    """R_Y, H, CNOT, CZ and R_Y then CNOT on random bits (lane bits, row bits, and both for the 2-qubit
+    gates)."""
+    from hpcq.sim.kernel.dense import GATE_MATRIX, GATE_RY, GATE_RY_CNOT
 
     hadamard = (2**-0.5, 2**-0.5, 2**-0.5, -(2**-0.5))
     ops = []
     for _ in range(count):
-        code = int(torch.randint(4, (1,), generator=generator))
+        code = int(torch.randint(5, (1,), generator=generator))
         a, b = (int(v) for v in torch.randperm(n, generator=generator)[:2])
-        if code == GATE_RY:
+        if code in (GATE_RY, GATE_RY_CNOT):
             half = float(torch.rand(1, generator=generator)) * 3
             c, s = float(np.cos(half)), float(np.sin(half))
-            ops.append((GATE_RY, a, -1, (c, -s, s, c)))
+            ops.append((code, a, b if code == GATE_RY_CNOT else -1, (c, -s, s, c)))
         elif code == GATE_MATRIX:
             ops.append((GATE_MATRIX, a, -1, hadamard))
         else:
@@ -328,12 +331,13 @@ def test_gate_adjoint_unapplies_stages_and_reduces_like_torch(dtype, tolerance, 
 
     library = _library_of_width(width)
     generator = torch.Generator().manual_seed(6)
-    for n, count in ((2, 6), (3, 8), (4, 10), (9, 30), (13, 20), (16, 24), (17, 6)):
+    for n, count in ((2, 6), (3, 8), (4, 10), (9, 30), (13, 20), (16, 24), (17, 12)):
         psi, lam = torch.randn(2, 2**n, dtype=torch.float64, generator=generator)
-        ops = _random_gate_ops(n, count, generator)
-        if n == 17:  # gates on the high bits only: tiles gathered in runs of a cache line
-            ops = [(code, a + 11 if a >= 0 else a, b + 11 if b >= 0 else b, m) for code, a, b, m in ops
-                   if max(a, b) < 6]
+        if n == 17:  # gates on the high bits 11-16 only: tiles gathered in runs of a cache line
+            ops = [(code, a + 11, b + 11 if b >= 0 else b, m)
+                   for code, a, b, m in _random_gate_ops(6, count, generator)]
+        else:
+            ops = _random_gate_ops(n, count, generator)
         psi_in, lam_in, expected = _gates_reference(psi, lam, ops)
         scale = float(psi.abs().sum() * lam.abs().max())  # the largest a dL/dθ sum can be
         for threads in (1, 3):

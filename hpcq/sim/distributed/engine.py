@@ -24,7 +24,8 @@ from hpcq.sim.kernel import KernelLibrary
 from hpcq.sim.compile import rotation_offsets
 from hpcq.sim.gates import FIXED_GATES
 from hpcq.sim.kernel.dense import (
-    GATE_CNOT, GATE_CZ, GATE_MATRIX, GATE_RY, dense_applies, dense_positions, stage_fits, unapply_gates,
+    GATE_CNOT, GATE_CZ, GATE_MATRIX, GATE_RY, GATE_RY_CNOT, dense_applies, dense_positions, plan_gate_stages,
+    unapply_gates,
 )
 from hpcq.sim.layout import (
     Layout, apply_matrix, canonical_layout, leading_layout, outer_on_leading, permute_state, reorder_matrix,
@@ -77,42 +78,47 @@ _FIXED_MATRICES = {name: tuple(float(v) for v in FIXED_GATES[name].real.reshape(
 _NO_MATRIX = (0.0, 0.0, 0.0, 0.0)
 
 
-class _GateStage:
-    """Gates (in the order they are un-applied) for one call of the compiled gate-by-gate adjoint, and the
-    dL/dθ it returns summed per `rotation_angles` row."""
+class _GateStages:
+    """Gates waiting to be un-applied by the compiled gate-by-gate adjoint (consecutive compiled blocks', in
+    reverse), and the dL/dθ it returned, summed per `rotation_angles` row."""
 
-    def __init__(self, angles: torch.Tensor, offsets: list[int]):
+    def __init__(self, angles: torch.Tensor):
         half = angles.detach().to("cpu", torch.float64) / 2
         self.cos, self.sin = torch.cos(half).tolist(), torch.sin(half).tolist()
         self.grad = torch.zeros(len(self.cos), dtype=torch.float64)
+        self.pending: list[tuple[Gate, tuple[int, ...], int | None]] = []
         self.ops: list[tuple[int, int, int, tuple[float, ...]]] = []
         self.rows: list[int | None] = []
-        self.bits: set[int] = set()
 
-    def fits(self, positions: list[int], psi: torch.Tensor) -> bool:
-        """Whether a gate on these index bits can join the stage (`stage_fits`)."""
-        return stage_fits(self.bits | set(positions), psi.numel().bit_length() - 1, psi.dtype)
+    def unapply(self, library: KernelLibrary, psi: torch.Tensor, lam: torch.Tensor) -> None:
+        """Un-apply every pending gate from ψ and λ in place, in the stages of `plan_gate_stages` (one pass
+        over both states each)."""
+        plan = plan_gate_stages(tuple(positions for _, positions, _ in self.pending),
+                                psi.numel().bit_length() - 1, psi.dtype)
+        for stage in plan:
+            for index in stage:
+                self._add(*self.pending[index])
+            grads = unapply_gates(library, psi, lam, self.ops).tolist()
+            for row, grad in zip(self.rows, grads):
+                if row is not None:
+                    self.grad[row] += grad
+            self.ops, self.rows = [], []
+        self.pending = []
 
-    def add(self, gate: Gate, positions: list[int], row: int | None) -> None:
+    def _add(self, gate: Gate, positions: tuple[int, ...], row: int | None) -> None:
         if gate.name == "ry":
             c, s = self.cos[row], self.sin[row]
             self.ops.append((GATE_RY, positions[0], -1, (c, -s, s, c)))
+        elif gate.name == "cnot" and self.ops and self.ops[-1][:3] == (GATE_RY, positions[1], -1):
+            # un-applied just after an R_Y on its target (the paper's CNOT+R_Y block in reverse): one sweep
+            _, target, _, matrix = self.ops[-1]
+            self.ops[-1] = (GATE_RY_CNOT, target, positions[0], matrix)
+            return
         elif gate.name in ("cnot", "cz"):
             self.ops.append((GATE_CNOT if gate.name == "cnot" else GATE_CZ, *positions, _NO_MATRIX))
         else:
             self.ops.append((GATE_MATRIX, positions[0], -1, _FIXED_MATRICES[gate.name]))
         self.rows.append(row)
-        self.bits.update(positions)
-
-    def unapply(self, library: KernelLibrary, psi: torch.Tensor, lam: torch.Tensor) -> None:
-        """Un-apply the stage's gates from ψ and λ in place (one pass over both) and start a new stage."""
-        if not self.ops:
-            return
-        grads = unapply_gates(library, psi, lam, self.ops).tolist()
-        for row, grad in zip(self.rows, grads):
-            if row is not None:
-                self.grad[row] += grad
-        self.ops, self.rows, self.bits = [], [], set()
 
 
 class DistributedEngine:
@@ -133,9 +139,8 @@ class DistributedEngine:
         self.library = library  # compiled kernels for the shared real blocks, both passes, or None: torch
         self.n_local = plan.n_qubits - len(plan.initial_global)
         # each block's gates in order, with the `rotation_angles` row of each rotation (None for fixed gates)
-        self.rotation_offsets = rotation_offsets(blocks)
         self.gate_rows = []
-        for block, offset in zip(blocks, self.rotation_offsets):
+        for block, offset in zip(blocks, rotation_offsets(blocks)):
             rows = iter(range(offset, offset + len(block.rotations)))
             self.gate_rows.append([(gate, next(rows) if gate.is_parametric else None)
                                    for gate in block.gates])
@@ -199,18 +204,15 @@ class DistributedEngine:
         lam = None
         grads = [torch.zeros_like(m) if m.requires_grad else None for m in matrices]
         before = list(self.globals_before)
-        stage = _GateStage(angles, self.rotation_offsets)
+        stages = _GateStages(angles)
         gated: set[int] = set()  # blocks un-applied gate by gate: the gradient goes to angles, not matrices
         for step in reversed(self.plan.steps):
             if isinstance(step, Apply) and self._compiled(step.block, psi, lam, matrices):
-                for gate, row in reversed(self.gate_rows[step.block]):
-                    positions = dense_positions(layout, gate.qubits, psi.shape[-1])
-                    if not stage.fits(positions, psi):
-                        stage.unapply(self.library, psi, lam)
-                    stage.add(gate, positions, row)
+                stages.pending += [(gate, tuple(dense_positions(layout, gate.qubits, psi.shape[-1])), row)
+                                   for gate, row in reversed(self.gate_rows[step.block])]
                 gated.add(step.block)
                 continue
-            stage.unapply(self.library, psi, lam)
+            stages.unapply(self.library, psi, lam)
             if isinstance(step, Exchange):
                 previous = before.pop()
                 back = tuple(previous[p] for p in step.positions)
@@ -223,9 +225,9 @@ class DistributedEngine:
                 weights = grad_out[:, self.groups[step.group]] * signs.to(device=grad_out.device, dtype=grad_out.dtype)
                 seed = adjoint_seed(psi, layout, local_paulis, weights, self.complex_path)
                 lam = seed if lam is None else lam.add_(seed)
-        stage.unapply(self.library, psi, lam)
+        stages.unapply(self.library, psi, lam)
         grads = [None if b in gated else g for b, g in enumerate(grads)]
-        *grads, grad_angles = self._summed([*grads, stage.grad if angles.requires_grad else None])
+        *grads, grad_angles = self._summed([*grads, stages.grad if angles.requires_grad else None])
         grad_psi0 = None
         if want_psi0:
             local = permute_state(lam, layout, canonical_layout(self.n_local)).transpose(0, 1)

@@ -17,6 +17,8 @@
  *   GATE_RY      R_Y(θ) = [[c, -s], [s, c]] given the same way; also dL/dθ into grads[i]
  *   GATE_CNOT    control a, target b (its own inverse)
  *   GATE_CZ      on a and b (its own inverse)
+ *   GATE_RY_CNOT GATE_RY on bit a, then CNOT(control b, target a): the paper's CNOT+R_Y building block
+ *                in reverse, in one sweep over the tile (the CNOT moves the rotation's outputs as stored)
  * With ψ and λ the gate's output states, dL/dθ = λᵀ (dR/dθ) ψ_in = ½ Σ (λ1 ψ0 − λ0 ψ1) over the pairs of
  * amplitudes the rotation mixes (0/1: the value of bit a), read before the gate is un-applied.
  *
@@ -27,7 +29,9 @@
 #ifndef HPCQ_GATE_CODES
 #define HPCQ_GATE_CODES
 /* operation codes; hpcq/sim/kernel/dense.py mirrors them */
-enum { GATE_MATRIX = 0, GATE_RY = 1, GATE_CNOT = 2, GATE_CZ = 3 };
+enum { GATE_MATRIX = 0, GATE_RY = 1, GATE_CNOT = 2, GATE_CZ = 3, GATE_RY_CNOT = 4 };
+/* where the control of a CNOT that follows a rotation on its target sits (GATE_RY_CNOT) */
+enum { NO_CONTROL = 0, ROW_CONTROL = 1, LANE_CONTROL = 2 };
 #endif
 /* 4096 amplitudes: 16 KiB of float32 per state */
 #define STAGE_MIN_BITS 12
@@ -82,6 +86,7 @@ typedef struct {
     VEC sign;       /* R_Y on a lane: +1 where the lane's bit a is 1, else -1; CZ: -1 where both bits are 1 */
     MASK shuffle;   /* the lane permutation of the gate (lane xor for 1-qubit gates, CNOT on lanes) */
     MASK select;    /* CNOT with a lane control and a row target: all ones in the lanes whose control is 1 */
+    MASK cnot[2];   /* GATE_RY_CNOT on a lane target: the CNOT's lane permutation where the control is 0, 1 */
 } DFN(gate_t);
 
 /* v with a zero bit inserted at position q */
@@ -95,9 +100,10 @@ INLINE double DFN(lane_sum)(DFN(wide_t) v) {
     return s;
 }
 
-/* a 1-qubit gate on row bit r (vector pairs i, i + 2^r) of V vectors; RY: also Σ (λ1 ψ0 − λ0 ψ1) into sum */
-INLINE void DFN(gate_row)(VEC *restrict p, VEC *restrict l, size_t V, int r, const T *m, int ry,
-                          double *sum) {
+/* a 1-qubit gate on row bit r (vector pairs i, i + 2^r) of V vectors; RY: also Σ (λ1 ψ0 − λ0 ψ1) into sum;
+ * control: then a CNOT on the pair, controlled by row bit rc or by the lanes in `select` */
+INLINE void DFN(gate_row)(VEC *restrict p, VEC *restrict l, size_t V, int r, const T *m, int ry, int control,
+                          int rc, MASK select, double *sum) {
     const size_t s = (size_t)1 << r, half = V / 2;
     const T m00 = m[0], m01 = m[1], m10 = m[2], m11 = m[3];
     DFN(wide_t) total = {0};
@@ -108,19 +114,30 @@ INLINE void DFN(gate_row)(VEC *restrict p, VEC *restrict l, size_t V, int r, con
             const size_t i = ((j >> r) << (r + 1)) | (j & (s - 1)), k = i + s;
             const VEC pa = p[i], pb = p[k], la = l[i], lb = l[k];
             if (ry) acc += lb * pa - la * pb;
-            p[i] = m00 * pa + m01 * pb;
-            p[k] = m10 * pa + m11 * pb;
-            l[i] = m00 * la + m01 * lb;
-            l[k] = m10 * la + m11 * lb;
+            const VEC p0 = m00 * pa + m01 * pb, p1 = m10 * pa + m11 * pb;
+            const VEC l0 = m00 * la + m01 * lb, l1 = m10 * la + m11 * lb;
+            if (control == ROW_CONTROL) { /* swapped where the control is 1 */
+                const size_t flip = ((i >> rc) & 1) << r;
+                p[i + flip] = p0, p[k - flip] = p1, l[i + flip] = l0, l[k - flip] = l1;
+            } else if (control == LANE_CONTROL) { /* swapped in the lanes whose control is 1 */
+                const MASK keep = ~select;
+                p[i] = (VEC)(((MASK)p0 & keep) | ((MASK)p1 & select));
+                p[k] = (VEC)(((MASK)p1 & keep) | ((MASK)p0 & select));
+                l[i] = (VEC)(((MASK)l0 & keep) | ((MASK)l1 & select));
+                l[k] = (VEC)(((MASK)l1 & keep) | ((MASK)l0 & select));
+            } else {
+                p[i] = p0, p[k] = p1, l[i] = l0, l[k] = l1;
+            }
         }
         if (ry) total += __builtin_convertvector(acc, DFN(wide_t));
     }
     if (ry) *sum += DFN(lane_sum)(total);
 }
 
-/* a 1-qubit gate on a lane bit: each vector against its lane-permuted self */
+/* a 1-qubit gate on a lane bit: each vector against its lane-permuted self; control: then a CNOT on that
+ * lane bit, controlled by row bit rc or by lanes (g->cnot) */
 INLINE void DFN(gate_lane)(VEC *restrict p, VEC *restrict l, size_t V, const DFN(gate_t) *g, int ry,
-                           double *sum) {
+                           int control, int rc, double *sum) {
     const VEC A = g->A, B = g->B;
     const MASK shuffle = g->shuffle;
     DFN(wide_t) total = {0};
@@ -131,8 +148,14 @@ INLINE void DFN(gate_lane)(VEC *restrict p, VEC *restrict l, size_t V, const DFN
             const VEC pv = p[i], lv = l[i];
             const VEC ps = __builtin_shuffle(pv, shuffle), ls = __builtin_shuffle(lv, shuffle);
             if (ry) acc += lv * ps; /* lane with bit 1: λ1 ψ0; with bit 0: λ0 ψ1, signed at the widening */
-            p[i] = A * pv + B * ps;
-            l[i] = A * lv + B * ls;
+            VEC po = A * pv + B * ps, lo = A * lv + B * ls;
+            if (control != NO_CONTROL) {
+                const MASK move = g->cnot[control == ROW_CONTROL ? (i >> rc) & 1 : 1];
+                po = __builtin_shuffle(po, move);
+                lo = __builtin_shuffle(lo, move);
+            }
+            p[i] = po;
+            l[i] = lo;
         }
         if (ry) total += __builtin_convertvector(acc * g->sign, DFN(wide_t));
     }
@@ -217,12 +240,22 @@ static void DFN(gates_tile)(VEC *restrict p, VEC *restrict l, size_t V, const DF
         const DFN(gate_t) *g = &gates[o];
         switch (g->code) {
         case GATE_MATRIX:
-            if (g->a >= lb) DFN(gate_row)(p, l, V, g->a - lb, g->m, 0, NULL);
-            else DFN(gate_lane)(p, l, V, g, 0, NULL);
+            if (g->a >= lb) DFN(gate_row)(p, l, V, g->a - lb, g->m, 0, NO_CONTROL, 0, g->select, NULL);
+            else DFN(gate_lane)(p, l, V, g, 0, NO_CONTROL, 0, NULL);
             break;
         case GATE_RY:
-            if (g->a >= lb) DFN(gate_row)(p, l, V, g->a - lb, g->m, 1, sums + o);
-            else DFN(gate_lane)(p, l, V, g, 1, sums + o);
+            if (g->a >= lb) DFN(gate_row)(p, l, V, g->a - lb, g->m, 1, NO_CONTROL, 0, g->select, sums + o);
+            else DFN(gate_lane)(p, l, V, g, 1, NO_CONTROL, 0, sums + o);
+            break;
+        case GATE_RY_CNOT: /* the four placements of target a and control b, each its own loop */
+            if (g->a >= lb && g->b >= lb)
+                DFN(gate_row)(p, l, V, g->a - lb, g->m, 1, ROW_CONTROL, g->b - lb, g->select, sums + o);
+            else if (g->a >= lb)
+                DFN(gate_row)(p, l, V, g->a - lb, g->m, 1, LANE_CONTROL, 0, g->select, sums + o);
+            else if (g->b >= lb)
+                DFN(gate_lane)(p, l, V, g, 1, ROW_CONTROL, g->b - lb, sums + o);
+            else
+                DFN(gate_lane)(p, l, V, g, 1, LANE_CONTROL, 0, sums + o);
             break;
         case GATE_CNOT: DFN(gate_cnot)(p, l, V, g, lb); break;
         default: DFN(gate_cz)(p, l, V, g, lb);
@@ -239,14 +272,15 @@ static void DFN(gates_scalar)(int n_bits, T *psi, T *lam, int n_ops, const int32
         const size_t a = (size_t)1 << ops[4 * o + 1], b = code >= GATE_CNOT ? (size_t)1 << ops[4 * o + 2] : 0;
         const T *m = mats + 4 * o;
         for (size_t i = 0; i < size; i++) {
-            if (code <= GATE_RY && !(i & a)) {
+            if ((code <= GATE_RY || code == GATE_RY_CNOT) && !(i & a)) {
                 const size_t k = i | a;
                 const T p0 = psi[i], p1 = psi[k], l0 = lam[i], l1 = lam[k];
-                if (code == GATE_RY) grads[o] += 0.5 * ((double)l1 * p0 - (double)l0 * p1);
-                psi[i] = m[0] * p0 + m[2] * p1;
-                psi[k] = m[1] * p0 + m[3] * p1;
-                lam[i] = m[0] * l0 + m[2] * l1;
-                lam[k] = m[1] * l0 + m[3] * l1;
+                if (code != GATE_MATRIX) grads[o] += 0.5 * ((double)l1 * p0 - (double)l0 * p1);
+                const size_t flip = code == GATE_RY_CNOT && (i & b) ? a : 0; /* the CNOT: swapped */
+                psi[i ^ flip] = m[0] * p0 + m[2] * p1;
+                psi[k ^ flip] = m[1] * p0 + m[3] * p1;
+                lam[i ^ flip] = m[0] * l0 + m[2] * l1;
+                lam[k ^ flip] = m[1] * l0 + m[3] * l1;
             } else if (code == GATE_CNOT && (i & a) && !(i & b)) {
                 const T tp = psi[i], tl = lam[i];
                 psi[i] = psi[i | b], lam[i] = lam[i | b];
@@ -264,12 +298,13 @@ static void DFN(gate_prepare)(DFN(gate_t) *g, const int32_t *op, const T *m, con
     g->code = op[0];
     g->a = local_bit[op[1]];
     g->b = op[0] >= GATE_CNOT ? local_bit[op[2]] : -1;
+    const int control = g->code == GATE_RY_CNOT ? g->b : g->a; /* the CNOT's */
     g->m[0] = m[0], g->m[1] = m[2], g->m[2] = m[1], g->m[3] = m[3];
     const int lane_a = g->a < lb, lane_b = g->b >= 0 && g->b < lb;
     for (int lane = 0; lane < DVL; lane++) {
         const int bit_a = lane_a ? (lane >> g->a) & 1 : 0, bit_b = lane_b ? (lane >> g->b) & 1 : 0;
         int to = lane;
-        if (g->code <= GATE_RY && lane_a) to = lane ^ (1 << g->a);
+        if ((g->code <= GATE_RY || g->code == GATE_RY_CNOT) && lane_a) to = lane ^ (1 << g->a);
         else if (g->code == GATE_CNOT && lane_b && (bit_a || !lane_a)) to = lane ^ (1 << g->b);
         g->shuffle[lane] = to;
         g->A[lane] = g->m[3 * bit_a]; /* Mᵀ[bit][bit] */
@@ -278,7 +313,10 @@ static void DFN(gate_prepare)(DFN(gate_t) *g, const int32_t *op, const T *m, con
             g->sign[lane] = (lane_a && !bit_a) || (lane_b && !bit_b) ? 1 : -1;
         else
             g->sign[lane] = bit_a ? 1 : -1;
-        g->select[lane] = bit_a ? -1 : 0;
+        const int bit_control = control >= 0 && control < lb ? (lane >> control) & 1 : 0;
+        g->select[lane] = bit_control ? -1 : 0;
+        g->cnot[0][lane] = lane; /* a row control of 0: no move */
+        g->cnot[1][lane] = lane_a && (control >= lb || bit_control) ? lane ^ (1 << g->a) : lane;
     }
 }
 
@@ -295,7 +333,7 @@ int DFN(hpcq_gates_adjoint)(int n_bits, T *psi, T *lam, int n_ops, const int32_t
     int at = 0;
     for (int o = 0; o < n_ops; o++) {
         const int code = ops[4 * o];
-        if (code < GATE_MATRIX || code > GATE_CZ) return -2;
+        if (code < GATE_MATRIX || code > GATE_RY_CNOT) return -2;
         ks[o] = code >= GATE_CNOT ? 2 : 1;
         for (int j = 0; j < ks[o]; j++) positions[at++] = ops[4 * o + 1 + j];
         grads[o] = 0;
