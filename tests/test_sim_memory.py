@@ -1,4 +1,5 @@
-"""Forward+gradient of the paper ansatz at 20 qubits adds under 1 GiB to the process's peak resident memory.
+"""Forward+gradient of the paper ansatz at 20 qubits adds under 1 GiB to the process's peak resident memory;
+large CPU states are zeroed memory of their own (`zero_state`).
 
 Eight float32 states of 2**20 amplitudes are 32 MiB: the bound leaves room for SIMD padding and a few
 states per sample, and fails if the gradient kept every intermediate state. Measured as growth over the
@@ -41,3 +42,21 @@ def test_twenty_qubit_forward_and_gradient_peak_memory():
     summary = f"peak RSS {int(before) / 2**30:.2f} GiB after import, {int(after) / 2**30:.2f} GiB after; {details}"
     print(summary)
     assert growth < 2**30, summary
+
+
+def test_zero_states_are_zero_writable_and_outlive_their_mapping():
+    """From HUGE_PAGE_BYTES on, a CPU state is an anonymous mapping its tensor keeps alive."""
+    import gc
+
+    import torch
+
+    from hpcq.sim.memory import HUGE_PAGE_BYTES, zero_state
+
+    for shape, dtype in (((HUGE_PAGE_BYTES // 4, 1), torch.float32), ((2**20, 2), torch.complex64),
+                         ((8, 1), torch.float64)):
+        state = zero_state(shape, dtype, torch.device("cpu"))
+        gc.collect()
+        assert state.shape == shape and state.dtype == dtype and state.is_contiguous()
+        assert not state.any() and state.data_ptr() % 64 == 0
+        state[-1] = 2
+        assert state.abs().sum() == 2 * shape[1]

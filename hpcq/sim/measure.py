@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from hpcq.sim.layout import Layout, qubit_view
+from hpcq.sim.memory import zero_state
 from hpcq.sim.observables import Pauli
 
 
@@ -121,10 +122,9 @@ def adjoint_seed(
             sign = _sign_tensor(layout, pauli.z, real_dtype, state.device)
             term = weights[:, i].view([1] * n + [batch]) * sign
             diagonal = term if diagonal is None else diagonal + term
-    if diagonal is None:
-        seed = torch.zeros_like(state)
-    else:
-        seed = (qubit_view(state, n) * diagonal).reshape(state.shape)
+    seed = zero_state(tuple(state.shape), state.dtype, state.device)
+    if diagonal is not None:
+        torch.mul(qubit_view(state, n), diagonal, out=qubit_view(seed, n))
     for i, pauli in enumerate(paulis):
         applied = None if pauli.is_diagonal else apply_pauli(state, layout, pauli, complex_path)
         if applied is not None:

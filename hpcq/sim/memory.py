@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import mmap
 
 import psutil
 import torch
@@ -12,6 +13,25 @@ from hpcq.errors import ResourceError
 #: state vectors alive at the peak of forward+adjoint: ψ, λ, a permuted copy and a matmul output
 STATES_WITH_GRADIENT = 5
 STATES_FORWARD_ONLY = 3
+
+
+#: CPU states at least this large get transparent huge pages (`zero_state`): one huge page
+HUGE_PAGE_BYTES = 2 * 2**20
+
+
+def zero_state(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A zero tensor for a state vector. On the CPU, from HUGE_PAGE_BYTES on, its memory is an anonymous
+    mapping that asks Linux for transparent huge pages (madvise MADV_HUGEPAGE; most systems grant them only
+    on request): a fresh tensor's memory is mapped page by page on first touch, which for 64 MiB of 4 KiB
+    pages took 35 ms where the zero fill itself takes 5 (one thread, 2-core EPYC), and 7 ms with 2 MiB pages;
+    anonymous memory also comes zeroed, so there is no fill pass. Freed with the tensor, like any other."""
+    numel = math.prod(shape)
+    size = numel * dtype.itemsize
+    if device.type != "cpu" or size < HUGE_PAGE_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return torch.zeros(shape, dtype=dtype, device=device)
+    buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buffer.madvise(mmap.MADV_HUGEPAGE)
+    return torch.frombuffer(buffer, dtype=dtype).view(shape)  # the tensor keeps the mapping alive
 
 
 def format_bytes(n: float) -> str:

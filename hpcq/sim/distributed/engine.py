@@ -31,6 +31,7 @@ from hpcq.sim.layout import (
     Layout, apply_matrix, canonical_layout, leading_layout, outer_on_leading, permute_state, reorder_matrix,
 )
 from hpcq.sim.measure import adjoint_seed, expectations
+from hpcq.sim.memory import zero_state
 from hpcq.sim.observables import Pauli
 
 
@@ -152,7 +153,7 @@ class DistributedEngine:
             rank = self.collectives.rank
             # a copy, never a view of psi0: the forward pass reuses the slice's memory
             return psi0[:, rank * size:(rank + 1) * size].transpose(0, 1).clone(memory_format=torch.contiguous_format)
-        state = torch.zeros(size, batch, dtype=self.state_dtype, device=self.device)
+        state = zero_state((size, batch), self.state_dtype, self.device)
         if self.collectives.rank == 0:
             state[0] = 1
         return state
