@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from hpcq.data import data_root, load_sst2_sentences, paper_split, partition, standard_split
+from hpcq.data.splits import cross_validation_fold
 from hpcq.errors import ConfigError, DataError
 
 
@@ -31,6 +32,21 @@ def test_paper_split_is_deterministic_per_seed(sst2):
     for part in ("train", "validation", "test"):
         assert np.array_equal(getattr(first, part), getattr(again, part))
     assert not np.array_equal(first.train, other.train)
+
+
+def test_cross_validation_folds_tile_the_labelled_rows_and_never_touch_the_test(sst2):
+    split = paper_split(sst2.labels, seed=0)
+    folds = [cross_validation_fold(split, sst2.labels, fold, 5, seed=0) for fold in range(5)]
+    held_out = np.concatenate([f.validation for f in folds])
+    labelled = np.concatenate([split.train, split.validation])
+    assert np.array_equal(np.sort(held_out), np.sort(labelled))  # each labelled row validates exactly once
+    for f in folds:
+        assert np.array_equal(f.test, split.test)
+        assert len(np.intersect1d(f.train, f.validation)) == 0
+        assert len(f.train) + len(f.validation) == 512 and abs(len(f.validation) - 512 / 5) <= 2
+        assert abs(np.bincount(sst2.labels[f.validation]).tolist()[0] - len(f.validation) / 2) <= 1  # stratified
+    with pytest.raises(DataError, match="fold 5 of 5"):
+        cross_validation_fold(split, sst2.labels, 5, 5, seed=0)
 
 
 def test_paper_split_other_sizes_and_errors():

@@ -32,8 +32,9 @@ from hpcq.data import (
     standard_split,
 )
 from hpcq.data.paths import data_root
+from hpcq.data.splits import cross_validation_fold
 from hpcq.energy import EnergyMeter
-from hpcq.errors import DataError
+from hpcq.errors import ConfigError, DataError
 from hpcq.models import build_head, trainable_parameter_count
 from hpcq.models.sklearn_heads import SKLEARN_KINDS, fit_sklearn_head
 from hpcq.runtime import World, mpi_world
@@ -94,11 +95,18 @@ def run_split(config: dict, labels: np.ndarray, splits: np.ndarray) -> SplitIndi
     """The run's train, validation and test rows: the paper's protocol over all rows' `labels`, or the shipped
     `splits` (test rows without a label left out)."""
     data = config["data"]
+    seed = config["seed"] if data["split_seed"] is None else data["split_seed"]
     if data["split"] == "paper":
-        seed = config["seed"] if data["split_seed"] is None else data["split_seed"]
-        return paper_split(labels, seed, data["per_class"], data["validation_fraction"])
-    split = standard_split(splits)
-    return SplitIndices(split.train, split.validation, split.test[labels[split.test] >= 0])
+        split = paper_split(labels, seed, data["per_class"], data["validation_fraction"])
+    else:
+        shipped = standard_split(splits)
+        split = SplitIndices(shipped.train, shipped.validation, shipped.test[labels[shipped.test] >= 0])
+    if data["folds"] is None:
+        return split
+    if data["fold"] >= data["folds"]:
+        raise ConfigError(f"data.fold={data['fold']} must be below data.folds={data['folds']}; use --set "
+                          f"data.fold=0 .. {data['folds'] - 1}")
+    return cross_validation_fold(split, labels, data["fold"], data["folds"], seed)
 
 
 def load_head_data(config: dict, dtype: torch.dtype, progress: bool = True) -> HeadData:
