@@ -152,6 +152,25 @@ def test_one_rank_without_mpi_equals_statevector():
     assert torch.allclose(ours_grad, reference_grad, atol=1e-12)
 
 
+def test_blocks_wider_than_the_dense_kernel_are_unapplied_gate_by_gate():
+    """A fused block wider than the dense kernel runs in torch in the forward, which may move the layout; the
+    backward un-applies its gates in place in whatever layout the forward left."""
+    library = load_library()
+    if library is None:
+        pytest.skip("the compiled kernels cannot be built here (no C compiler)")
+    circuit = reuploading_ansatz(10, 2, 3, 1)
+    generator = torch.Generator().manual_seed(11)
+    weights = torch.randn(circuit.n_weights, dtype=torch.float64, generator=generator)
+    features = torch.randn(1, circuit.n_features, dtype=torch.float64, generator=generator)
+    results = []
+    for options in ({"backend": "distributed", "max_fused_qubits": library.dense_max_qubits + 2},
+                    {"backend": "statevector", "kernel": "torch"}):
+        w, x = weights.clone().requires_grad_(), features.clone().requires_grad_()
+        expectation(circuit, w, x, "Z", **options).sum().backward()
+        results.append(torch.cat([w.grad, x.grad[0]]))
+    assert (results[0] - results[1]).abs().max() < 1e-10
+
+
 @pytest.mark.parametrize("width", ["native", 32, 64])
 def test_in_place_gradients_equal_statevector_and_finite_differences(width, monkeypatch):
     """One rank with the compiled kernels built for `width`-byte vectors: the backward un-applies the gates of

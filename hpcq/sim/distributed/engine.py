@@ -236,8 +236,9 @@ class DistributedEngine:
         return grad_psi0, [*grads, None if grad_angles is None else grad_angles.to(angles.dtype)]
 
     def _compiled(self, block: int, psi, lam, matrices) -> bool:
-        """Whether the compiled adjoint un-applies this block: a matrix shared by the batch, a real block
-        (its gates are real), both states real CPU slices the kernels take."""
+        """Whether the compiled adjoint un-applies this block's gates: a matrix shared by the batch, both
+        states real CPU slices the kernels take. Any width: gates un-applied in place leave the layout as it is, so
+        a wide block that the forward ran in torch (moving the layout) is un-applied in the layout it left."""
         return matrices[block].shape[0] == 1 and dense_applies(self.library, psi, 2) and \
             dense_applies(self.library, lam, 2)
 
