@@ -237,8 +237,9 @@ class DistributedEngine:
 
     def _compiled(self, block: int, psi, lam, matrices) -> bool:
         """Whether the compiled adjoint un-applies this block's gates: a matrix shared by the batch, both
-        states real CPU slices the kernels take. Any width: gates un-applied in place leave the layout as it is, so
-        a wide block that the forward ran in torch (moving the layout) is un-applied in the layout it left."""
+        states real CPU slices the kernels take. Any width: gates un-applied in place leave the layout as
+        it is, so a wide block that the forward ran in torch (moving the layout) is un-applied in the layout
+        it left."""
         return matrices[block].shape[0] == 1 and dense_applies(self.library, psi, 2) and \
             dense_applies(self.library, lam, 2)
 
