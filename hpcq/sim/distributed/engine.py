@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import torch
 
+from hpcq.circuits.circuit import Gate
+from hpcq.sim.compile import rotation_offsets
 from hpcq.sim.distributed.local import SliceApplier
 from hpcq.sim.distributed.placement import Apply, Exchange, PlacementPlan
-from hpcq.circuits.circuit import Gate
 from hpcq.sim.fusion import Block
-from hpcq.sim.kernel import KernelLibrary
-from hpcq.sim.compile import rotation_offsets
 from hpcq.sim.gates import FIXED_GATES
+from hpcq.sim.kernel import KernelLibrary
 from hpcq.sim.kernel.dense import (
     GATE_CNOT, GATE_CZ, GATE_MATRIX, GATE_RY, GATE_RY_CNOT, dense_applies, dense_positions, plan_gate_stages,
     unapply_gates,
