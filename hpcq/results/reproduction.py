@@ -19,6 +19,7 @@ from hpcq.yamlfile import read_yaml_file
 
 PUBLISHED = Path(__file__).with_name("published_sst2.yaml")
 PROTOCOL = {"data.dataset": "sst2-sentences", "data.split": "paper"}
+SIZE_BY_SEED = ("svc",)  # an SVC's parameters are its support vectors, which differ from seed to seed
 
 
 def paper_protocol_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -38,12 +39,13 @@ def body_label(row: pd.Series) -> str:
 
 
 def head_label(row: pd.Series) -> str:
-    """The head as a reader names it: its kind, its qubits when quantum, its trainable parameter count."""
+    """The head as a reader names it: its kind, its qubits when quantum, and the trainable parameter count of
+    the heads whose config fixes it (an SVC's support vectors, counted as its parameters, vary by seed)."""
     kind = row[MODEL_KIND]
     qubits = f" Q={row['model.n_qubits']:g}" if kind == QUANTUM and "model.n_qubits" in row else ""
     params = row.get("final.n_trainable_params")
-    count = f", {params:g} params" if params is not None and not pd.isna(params) else ""
-    return f"{kind}{qubits}{count}"
+    fixed = kind not in SIZE_BY_SEED and params is not None and not pd.isna(params)
+    return f"{kind}{qubits}" + (f", {params:g} params" if fixed else "")
 
 
 def _labelled(runs: pd.DataFrame) -> pd.DataFrame:
@@ -55,7 +57,9 @@ def head_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (body, head), group in _labelled(runs).groupby(["body", "head"], sort=True):
         mean, sd, low, high = t_interval(group[RESPONSE])
+        params = group["final.n_trainable_params"] if "final.n_trainable_params" in group else pd.Series([np.nan])
         rows.append({"body": body, "head": head, "quantum": group[MODEL_KIND].iloc[0] == QUANTUM,
+                     "params": f"{params.min():g}" if params.nunique() <= 1 else f"{params.min():g}-{params.max():g}",
                      "seeds": ",".join(str(int(s)) for s in sorted(group["seed"])), "n_seeds": len(group),
                      "val_mean": group[VALIDATION].mean(), "test_mean": mean, "test_sd": sd, "test_ci_low": low,
                      "test_ci_high": high})
