@@ -12,9 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
-from hpcq.results.stats import MODEL_KIND, QUANTUM, RESPONSE, VALIDATION, t_interval, training_runs
+from hpcq.results.stats import (
+    MODEL_KIND,
+    QUANTUM,
+    RESPONSE,
+    VALIDATION,
+    paired_difference,
+    t_interval,
+    training_runs,
+)
 from hpcq.yamlfile import read_yaml_file
 
 PUBLISHED = Path(__file__).with_name("published_sst2.yaml")
@@ -75,14 +82,8 @@ def paired_table(runs: pd.DataFrame) -> pd.DataFrame:
         kinds = on_body.groupby("head")[MODEL_KIND].first()
         for quantum in sorted(h for h in by_head if kinds[h] == QUANTUM):
             for classical in sorted(h for h in by_head if kinds[h] != QUANTUM):
-                pairs = pd.concat([by_head[quantum], by_head[classical]], axis=1, join="inner").dropna()
-                diffs = (pairs.iloc[:, 0] - pairs.iloc[:, 1]).to_numpy()
-                mean, sd, low, high = t_interval(diffs)
-                tested = len(diffs) > 1 and sd > 0
-                rows.append({"body": body, "quantum": quantum, "classical": classical, "n_pairs": len(diffs),
-                             "mean_diff": mean, "sd_diff": sd, "ci_low": low, "ci_high": high,
-                             "p_value": float(scipy_stats.ttest_1samp(diffs, 0.0).pvalue) if tested else np.nan,
-                             "note": "" if len(diffs) > 1 else "fewer than 2 shared seeds: no interval"})
+                rows.append({"body": body, "quantum": quantum, "classical": classical,
+                             **paired_difference(by_head[quantum], by_head[classical])})
     return pd.DataFrame(rows)
 
 

@@ -231,20 +231,24 @@ def paired_differences(runs: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFr
 
     quantum_config = chosen.loc[chosen["model_kind"] == QUANTUM, "config"].iloc[0]
     quantum = per_seed(QUANTUM, quantum_config)
-    rows = []
-    for row in chosen[chosen["model_kind"] != QUANTUM].itertuples():
-        pairs = pd.concat([quantum, per_seed(row.model_kind, row.config)], axis=1, join="inner").dropna()
-        diffs = (pairs.iloc[:, 0] - pairs.iloc[:, 1]).to_numpy()
-        mean, sd, low, high = t_interval(diffs)
-        p_value = float(scipy_stats.ttest_1samp(diffs, 0.0).pvalue) if len(diffs) > 1 and sd > 0 else np.nan
-        note = "" if len(diffs) > 1 else "fewer than 2 shared seeds: no interval"
-        rows.append({"quantum_config": quantum_config, "classical_kind": row.model_kind,
-                     "classical_config": row.config, "n_pairs": len(diffs), "mean_diff": mean, "sd_diff": sd,
-                     "ci_low": low, "ci_high": high, "p_value": p_value, "note": note})
+    rows = [{"quantum_config": quantum_config, "classical_kind": row.model_kind, "classical_config": row.config,
+             **paired_difference(quantum, per_seed(row.model_kind, row.config))}
+            for row in chosen[chosen["model_kind"] != QUANTUM].itertuples()]
     return pd.DataFrame(rows, columns=columns)
 
 
-def _for_each_task(runs: pd.DataFrame, analysis) -> pd.DataFrame:
+def paired_difference(first: pd.Series, second: pd.Series) -> dict[str, float | int | str]:
+    """`first` − `second` over the seeds both ran (two series indexed by seed): pairs, mean and sd of the
+    differences, their 95% Student-t interval and the one-sample t test's p value."""
+    pairs = pd.concat([first, second], axis=1, join="inner").dropna()
+    diffs = (pairs.iloc[:, 0] - pairs.iloc[:, 1]).to_numpy()
+    mean, sd, low, high = t_interval(diffs)
+    p_value = float(scipy_stats.ttest_1samp(diffs, 0.0).pvalue) if len(diffs) > 1 and sd > 0 else np.nan
+    return {"n_pairs": len(diffs), "mean_diff": mean, "sd_diff": sd, "ci_low": low, "ci_high": high,
+            "p_value": p_value, "note": "" if len(diffs) > 1 else "fewer than 2 shared seeds: no interval"}
+
+
+def _for_each_task_and_body(runs: pd.DataFrame, analysis) -> pd.DataFrame:
     # Heads are compared on one task and one body: selecting across bodies would credit the head for the body.
     keys = [c for c in SEPARATE if c in runs.columns and runs[c].nunique() > 1]
     if not keys:
@@ -269,16 +273,16 @@ def screening_statistics(runs: pd.DataFrame, out_dir: Path | None = None) -> Scr
     """All screening tables for the training runs in `runs`; written to `out_dir` as CSV when given."""
     trained = training_runs(runs)
     quantum = trained[trained[MODEL_KIND] == QUANTUM].reset_index(drop=True)
-    selection = _for_each_task(trained, selection_table) if len(trained) else pd.DataFrame()
+    selection = _for_each_task_and_body(trained, selection_table) if len(trained) else pd.DataFrame()
 
     def paired(group: pd.DataFrame) -> pd.DataFrame:
         return paired_differences(group.reset_index(drop=True), selection_table(group.reset_index(drop=True)))
 
     result = ScreeningResult(
-        main_effects=_for_each_task(quantum, main_effects),
-        anova=_for_each_task(quantum, anova),
+        main_effects=_for_each_task_and_body(quantum, main_effects),
+        anova=_for_each_task_and_body(quantum, anova),
         selection=selection,
-        paired=_for_each_task(trained, paired) if len(trained) else pd.DataFrame(),
+        paired=_for_each_task_and_body(trained, paired) if len(trained) else pd.DataFrame(),
     )
     if out_dir is not None:
         out_dir = Path(out_dir)

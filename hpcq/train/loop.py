@@ -135,7 +135,7 @@ def _lr_settings(optimizer: torch.optim.Optimizer) -> str:
     return ", ".join(f"{name}={group['lr']:g}" for name, group in zip(names, optimizer.param_groups))
 
 
-def improved(state: TrainState, val_loss: float, val_accuracy: float, select: str) -> bool:
+def _improved(state: TrainState, val_loss: float, val_accuracy: float, select: str) -> bool:
     """Whether this epoch beats the best so far by train.select: `val_accuracy` (ties, frequent on 77
     validation rows, go to the lower loss) or `val_loss` (the validation cross-entropy, which moves smoothly where
     accuracy on a small validation set moves in steps of one row and can crown an under-trained epoch)."""
@@ -200,7 +200,7 @@ def fit_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train: 
             for name, value in (("train_loss", train_loss), ("train_accuracy", train_accuracy),
                                 ("val_loss", val_loss), ("val_accuracy", val_accuracy)):
                 state.curves[name].append(value)
-            if improved(state, val_loss, val_accuracy, t["select"]):
+            if _improved(state, val_loss, val_accuracy, t["select"]):
                 state.best_accuracy, state.best_loss, state.best_epoch = val_accuracy, val_loss, state.epoch
                 state.best_model = select(model)
                 state.epochs_without_improvement = 0
