@@ -6,6 +6,8 @@ import torch
 
 from hpcq.data import data_root, load_sst2_sentences, paper_split, partition, standard_split
 from hpcq.data.splits import cross_validation_fold
+from hpcq.train.config import load_config
+from hpcq.train.head import run_split
 from hpcq.errors import ConfigError, DataError
 
 
@@ -47,6 +49,12 @@ def test_cross_validation_folds_tile_the_labelled_rows_and_never_touch_the_test(
         assert abs(np.bincount(sst2.labels[f.validation]).tolist()[0] - len(f.validation) / 2) <= 1  # stratified
     with pytest.raises(DataError, match="fold 5 of 5"):
         cross_validation_fold(split, sst2.labels, 5, 5, seed=0)
+
+
+def test_a_fold_beyond_the_folds_names_both_keys(sst2):
+    config = load_config(None, ["task=head", "data.folds=5", "data.fold=7"])
+    with pytest.raises(ConfigError, match=r"data\.fold=7 must be below data\.folds=5; use --set data\.fold=0 \.\. 4"):
+        run_split(config, np.asarray(sst2.labels), sst2.splits)
 
 
 def test_paper_split_other_sizes_and_errors():

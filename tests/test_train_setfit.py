@@ -156,6 +156,15 @@ def test_a_run_killed_in_and_after_the_body_phase_resumes_to_the_same_result(poi
         assert np.array_equal(resumed.extra["weights"][name], value), name
 
 
+def test_shared_bodies_that_cannot_be_written_fail_before_the_body_phase(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config = load_config(_config_file(tmp_path, setfit={"shared_bodies": str(blocker / "bodies")}))
+    with pytest.raises(ConfigError, match=r"setfit\.shared_bodies .*a-file is a file, not a folder"):
+        train_setfit(config, tmp_path / "run.h5", progress=False)
+    assert not setfit_folder(tmp_path / "run.h5").exists()
+
+
 def test_the_setfit_section_is_validated(tmp_path):
     with pytest.raises(ConfigError, match=r"setfit\.num_iterations.*--set setfit\.num_iterations="):
         load_config(_config_file(tmp_path), ["setfit.num_iterations=0"])

@@ -54,7 +54,7 @@ from hpcq.data.sentence_model import load_sentence_model, resolve_model, weights
 from hpcq.data.stage import file_sha256
 from hpcq.errors import ConfigError, MissingDependencyError
 from hpcq.models.sklearn_heads import SKLEARN_KINDS
-from hpcq.outputs import writing
+from hpcq.outputs import check_output_folder, writing
 from hpcq.results.schema import config_to_json
 from hpcq.runtime import mpi_world
 from hpcq.sim.precision import DTYPES
@@ -202,6 +202,9 @@ def train_setfit(config: dict, out: str | Path, resume: bool = False, progress: 
                           "side instead")
     # The body phase is large matrix products that use every core; a small quantum head runs faster on one
     # thread (config/runs/quantum_head.yaml), so each phase has its own setting.
+    shared = config["setfit"]["shared_bodies"]
+    if shared:  # before the body phase, not after it: a body that cannot be kept is an hour lost
+        check_output_folder(Path(shared), "setfit.shared_bodies")
     default_threads = torch.get_num_threads()
     torch.set_num_threads(config["setfit"]["threads"] or default_threads)
     data = config["data"]
@@ -213,7 +216,6 @@ def train_setfit(config: dict, out: str | Path, resume: bool = False, progress: 
     base = resolve_model(data["model"])
     train = dataset.subset(split.train)
     inputs = body_inputs(config, weights_sha256(base), train)
-    shared = config["setfit"]["shared_bodies"]
     work = shared_body_folder(shared, inputs) if shared else setfit_folder(out)
     # data.embeddings_dir, when set, takes the tuned body's shards (keyed by its files, so they never pass for
     # another body's); by default they go next to the body, and for a body of this run alone they are removed
