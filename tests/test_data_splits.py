@@ -6,9 +6,9 @@ import torch
 
 from hpcq.data import data_root, load_sst2_sentences, paper_split, partition, standard_split
 from hpcq.data.splits import cross_validation_fold
+from hpcq.errors import ConfigError, DataError
 from hpcq.train.config import load_config
 from hpcq.train.head import run_split
-from hpcq.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
