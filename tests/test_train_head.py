@@ -24,7 +24,7 @@ from hpcq.results import read_run
 from hpcq.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from hpcq.train.config import load_config
 from hpcq.train.head import train_head
-from hpcq.train.loop import TrainState
+from hpcq.train.loop import TrainState, lr_factor
 
 ROWS = np.arange(0, 9613, 37)[:260]  # 116 negative, 144 positive; spread over train, dev and test files
 SMALL = {
@@ -131,8 +131,22 @@ def test_classical_heads_write_the_same_schema(kind, shard_dir, tmp_path):
         assert abs(run.final["n_trainable_params"] - target) <= 0.05 * target
 
 
+def test_a_cosine_schedule_trains_the_first_epoch_at_lr_and_later_ones_slower(shard_dir, tmp_path):
+    assert [lr_factor("cosine", e, 4) for e in range(4)] == pytest.approx([1.0, 0.853553, 0.5, 0.146447], abs=1e-6)
+    assert {lr_factor("constant", e, 4) for e in range(4)} == {1.0}
+    runs = {schedule: read_run(train_head(load_config(write_config(tmp_path, shard_dir, train={
+        "epochs": 3, "patience": 3, "dtype": "float64", "schedule": schedule})), tmp_path / f"{schedule}.h5",
+        progress=False)) for schedule in ("constant", "cosine")}
+    steps = len(runs["constant"].metrics["step_loss"]) // 3
+    constant, cosine = (np.asarray(runs[s].metrics["step_loss"]) for s in ("constant", "cosine"))
+    # the first step of epoch 2 is the first taken at a lower rate; its loss is the first to differ
+    assert np.array_equal(constant[:steps + 1], cosine[:steps + 1])
+    assert not np.allclose(constant[steps + 1:], cosine[steps + 1:])
+
+
 def test_killed_run_resumes_to_the_same_result(shard_dir, tmp_path):
-    sections = {"train": {"epochs": 10, "patience": 10, "dtype": "float64"}}
+    # cosine: a resumed run must pick up the rate of the epoch it resumes at
+    sections = {"train": {"epochs": 10, "patience": 10, "dtype": "float64", "schedule": "cosine"}}
     config_file = write_config(tmp_path, shard_dir, **sections)
     unbroken = read_run(train_head(load_config(config_file), tmp_path / "unbroken.h5", progress=False))
 

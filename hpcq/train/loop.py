@@ -1,5 +1,5 @@
-"""The training loop for heads on fixed features: AdamW, early stopping on validation accuracy, a checkpoint
-every epoch, data parallel over MPI ranks. Short enough to read in one sitting.
+"""The training loop for heads on fixed features: AdamW (constant or cosine rate), early stopping on validation,
+a checkpoint every epoch, data parallel over MPI ranks. Short enough to read in one sitting.
 
 Exact resume: the only randomness is the per-epoch shuffle (a generator seeded from the run seed and the epoch
 number, so it needs no state) and the global torch RNG (shots and noise draws), whose state every rank saves in
@@ -132,7 +132,17 @@ def _lr_settings(optimizer: torch.optim.Optimizer) -> str:
     """The learning rates in use, named as the run config names them: task head has one parameter group, task
     joint's head group (train.lr) comes before its body group (train.body_lr), which a frozen body lacks."""
     names = ("train.lr", "train.body_lr")
-    return ", ".join(f"{name}={group['lr']:g}" for name, group in zip(names, optimizer.param_groups))
+    return ", ".join(f"{name}={group.get('initial_lr', group['lr']):g}"
+                     for name, group in zip(names, optimizer.param_groups))
+
+
+def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """The fraction of train.lr that epoch `epoch` (0-based) of `epochs` trains at: 1 for `constant`, a half
+    cosine from 1 down towards 0 for `cosine`. A function of the epoch alone, so a resumed run needs no
+    scheduler state."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    return 1.0
 
 
 def _improved(state: TrainState, val_loss: float, val_accuracy: float, select: str) -> bool:
@@ -187,12 +197,16 @@ def fit_epochs(model: torch.nn.Module, optimizer: torch.optim.Optimizer, train: 
     """Epochs of `train_epoch` until train.epochs, or train.patience epochs without a better validation score
     (train.select); a checkpoint after each. The state keeps `select(model)` of the best epoch."""
     t = config["train"]
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
     state = (_resume(checkpoint_file, model, optimizer, config, world) if resume else None) or TrainState()
     finished = state.stopped_early or state.epoch >= t["epochs"]
     with tqdm(total=t["epochs"], initial=state.epoch, desc=desc, unit="epoch",
               disable=not progress or world.rank != 0) as bar:  # closed before an error is printed
         while not finished:
             started = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * lr_factor(t["schedule"], state.epoch, t["epochs"])
             train_loss, train_accuracy = train_epoch(model, optimizer, train, state.epoch, config["seed"],
                                                      t["batch_size"], world, state)
             val_loss, val_accuracy = evaluate(model, validation, world, t["eval_batch_size"])
