@@ -8,7 +8,7 @@ import torch
 
 from hpcq.circuits import reuploading_ansatz
 from hpcq.errors import ConfigError
-from hpcq.models import QuantumHead, reuploading_circuit
+from hpcq.models import MLPHead, QuantumHead, reuploading_circuit
 
 TINY = dict(in_features=6, n_qubits=3, layers=1, connectivity=1, reuploads=2, encoders=1, encoder_qubits=3,
             measured=1, backend="statevector")
@@ -114,6 +114,7 @@ def test_shots_give_an_unbiased_estimate_with_the_exact_gradient():
     ({"merge": "mean", "n_qubits": 4}, "merge"),
     ({"shots": 0}, "shots"),
     ({"noise": {"depolarizing_1q": 2.0}}, "depolarizing_1q"),
+    ({"input_dropout": 1.0}, "input_dropout"),
 ])
 def test_bad_arguments_name_the_argument(changes, key):
     with pytest.raises(ConfigError, match=key):
@@ -137,3 +138,23 @@ def test_bias_amplitude_makes_encoder_outputs_odd_in_the_embedding_and_center_us
     train = torch.randn(10, 6, dtype=torch.float64) + 3
     centred.prepare(train)
     assert torch.allclose(centred.encode(x), plain.encode(x - train.mean(dim=0)))  # same seed, same angles
+
+
+@pytest.mark.parametrize("kind", ["quantum", "mlp"])
+def test_input_dropout_acts_while_training_only_and_leaves_the_weights_alone(kind):
+    def head(p: float) -> torch.nn.Module:
+        if kind == "quantum":
+            return tiny_head(input_dropout=p, center=True, bias_amplitude=1.0)
+        torch.manual_seed(0)
+        return MLPHead(6, [5], components=4, input_dropout=p, dtype=torch.float64)
+    x = torch.randn(8, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    plain, dropped = head(0.0), head(0.5)
+    for model in (plain, dropped):
+        model.prepare(x)
+    assert plain.state_dict().keys() == dropped.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), dropped.state_dict().values()))
+    plain.eval(), dropped.eval()
+    assert torch.equal(plain(x), dropped(x))
+    plain.train(), dropped.train()
+    assert torch.equal(plain(x), plain(x))  # p = 0: training mode changes nothing
+    assert not torch.allclose(dropped(x), plain(x))

@@ -77,13 +77,21 @@ def _layers(widths: Sequence[int], activation: type[nn.Module]) -> nn.Sequential
     return nn.Sequential(*modules)
 
 
+def input_dropout_layer(p: float) -> nn.Dropout:
+    """Dropout on a head's input features while it trains (none in evaluation): a regulariser for heads
+    that see a few hundred embeddings. It holds no tensors, so a head's weights are the same with or without it."""
+    if not 0 <= p < 1:
+        raise ConfigError(f"input_dropout={p!r} must be in [0, 1): the probability of zeroing an input feature")
+    return nn.Dropout(p)
+
+
 class MLPHead(nn.Module):
     """in → hidden… → classes with ReLU; optionally on the leading `components` principal components of the
     input (call `prepare(train_features)` to fit them; they are buffers, not trained)."""
 
     def __init__(
         self, in_features: int, hidden: Sequence[int], n_classes: int = 2, *, components: int | None = None,
-        dtype: torch.dtype = torch.float32,
+        input_dropout: float = 0.0, dtype: torch.dtype = torch.float32,
     ):
         super().__init__()
         if any(not isinstance(h, int) or h < 1 for h in hidden):
@@ -92,6 +100,7 @@ class MLPHead(nn.Module):
             raise ConfigError(f"components={components!r} must be between 1 and the input width {in_features}")
         self.components = components
         self.dtype = dtype
+        self.input_dropout = input_dropout_layer(input_dropout)
         if components is not None:
             self.register_buffer("center", torch.zeros(in_features, dtype=dtype))
             self.register_buffer("basis", torch.zeros(in_features, components, dtype=dtype))
@@ -113,8 +122,8 @@ class MLPHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.dtype)
         if self.components is not None:
-            x = (x - self.center) @ self.basis
-        return self.net(x)
+            return self.net(self.input_dropout(x - self.center) @ self.basis)
+        return self.net(self.input_dropout(x))
 
 
 class TanhBlock(nn.Module):

@@ -17,7 +17,7 @@ TORCH_KINDS = ("quantum", "mlp", "mlp_matched")
 QUANTUM_KEYS = (
     "n_qubits", "layers", "connectivity", "reuploads", "encoders", "encoder_qubits", "measured", "backend", "shots",
     "noise", "encoder_layers", "encoder_connectivity", "encoder_input", "merge", "readout", "shared_pqc1", "pqc2",
-    "qpu_block", "freeze_quantum", "angle_scale", "init_scale", "center", "bias_amplitude",
+    "qpu_block", "freeze_quantum", "angle_scale", "init_scale", "center", "bias_amplitude", "input_dropout",
 )
 
 
@@ -46,10 +46,12 @@ def build_head(model: dict[str, Any], in_features: int, n_classes: int, dtype: t
     if kind == "quantum":
         return build_quantum_head(model, in_features, n_classes, dtype)
     if kind == "mlp":
-        return MLPHead(in_features, model["hidden"], n_classes, components=model["components"], dtype=dtype)
+        return MLPHead(in_features, model["hidden"], n_classes, components=model["components"],
+                       input_dropout=model.get("input_dropout", 0.0), dtype=dtype)
     if kind == "mlp_matched":
         target = matched_parameter_budget(model, in_features, n_classes)
         preferred = model["components"] or model["n_qubits"]
         shape = matched_mlp_shape(target, in_features, n_classes, preferred)
-        return MLPHead(in_features, [shape.hidden], n_classes, components=shape.components, dtype=dtype)
+        return MLPHead(in_features, [shape.hidden], n_classes, components=shape.components,
+                       input_dropout=model.get("input_dropout", 0.0), dtype=dtype)
     raise ConfigError(f"model.kind={kind!r} is not a PyTorch head; choose one of {', '.join(TORCH_KINDS)}")

@@ -50,7 +50,7 @@ from torch import nn
 from hpcq.circuits import Circuit, encoder_circuit
 from hpcq.errors import ConfigError
 from hpcq.models.circuits import reuploading_circuit
-from hpcq.models.classical import TanhBlock, matched_hidden_width, trainable_parameter_count
+from hpcq.models.classical import TanhBlock, input_dropout_layer, matched_hidden_width, trainable_parameter_count
 from hpcq.sim import BACKENDS, expectation
 from hpcq.sim.noise import NoiseSpec
 from hpcq.sim.shots import check_shots, estimate_expectation
@@ -115,6 +115,7 @@ class QuantumHead(nn.Module):
         init_scale: float = math.pi,
         center: bool = False,
         bias_amplitude: float = 0.0,
+        input_dropout: float = 0.0,
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__()
@@ -145,6 +146,7 @@ class QuantumHead(nn.Module):
         self.dtype = dtype
         self.center = bool(center)
         self.register_buffer("center_vector", torch.zeros(in_features, dtype=dtype))
+        self.input_dropout = input_dropout_layer(input_dropout)
 
         self.slices = _slices(in_features, encoders, self.encoder_input) if encoders else []
         encoder_depth = encoder_layers if encoder_layers is not None else layers
@@ -209,7 +211,7 @@ class QuantumHead(nn.Module):
     def amplitudes(self, x: torch.Tensor, part: slice) -> torch.Tensor:
         """What encoder `part` loads (before the simulator's L2 normalisation): the centred slice, unit-normed
         and followed by the constant `bias_amplitude` when that is non-zero."""
-        values = (x - self.center_vector)[:, part]
+        values = self.input_dropout(x - self.center_vector)[:, part]
         if not self.bias_amplitude:
             return values
         unit = values / values.norm(dim=1, keepdim=True).clamp_min(torch.finfo(values.dtype).tiny)
@@ -218,7 +220,7 @@ class QuantumHead(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """z: the encoders' <Z> outputs [batch, E·Q_c] (exact, as simulated), or the fixed projection."""
         if not self.encoder_circuits:
-            x = x - self.center_vector
+            x = self.input_dropout(x - self.center_vector)
             return (x / x.norm(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)) @ self.projection
         outputs = [expectation(circuit, weights, self.amplitudes(x, part), "Z", backend=self.backend)
                    for circuit, weights, part in zip(self.encoder_circuits, self.encoder_weights, self.slices)]
