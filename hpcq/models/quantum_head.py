@@ -15,7 +15,8 @@ Choices where the paper is silent or ambiguous (reference/seed-qllm.md §7), eac
   `bias_amplitude=b` loads the unit embedding followed by the constant b, which adds terms linear in x
   (weight 2b/(1 + b²), largest at b = 1); `center=True` first subtracts the training mean (fitted in
   `prepare`), which sentence embeddings share and which carries no label. config/runs/quantum_head.yaml
-  turns both on, with a deeper encoder (`encoder_layers`), and says why.
+  turns both on, with a deeper encoder (`encoder_layers`), and says why. `input_dropout=p` zeroes each centred
+  feature with probability p while training (a regulariser; nothing is dropped in evaluation).
 * Several encoders (E > 1): `encoder_input="full"` (default) gives every encoder the whole embedding (an
   ensemble of differently initialised sPQCs); `"split"` gives encoder e the e-th contiguous slice, so each
   needs fewer qubits (the paper's O(E·2^Q) memory argument).

@@ -2,9 +2,10 @@
 a checkpoint every epoch, data parallel over MPI ranks. Short enough to read in one sitting.
 
 Exact resume: the only randomness is the per-epoch shuffle (a generator seeded from the run seed and the epoch
-number, so it needs no state) and the global torch RNG (shots and noise draws), whose state every rank saves in
-the checkpoint together with the model, the optimizer, the curves and the best state so far. A run killed at
-any moment and resumed from its last checkpoint therefore ends exactly as an unbroken run would.
+number, so it needs no state) and the global torch RNG (shots, noise and dropout draws), whose state every rank
+saves in the checkpoint together with the model, the optimizer, the curves and the best state so far; the rate
+schedule is a function of the epoch. A run killed at any moment and resumed from its last checkpoint therefore
+ends exactly as an unbroken run would.
 """
 
 from __future__ import annotations
