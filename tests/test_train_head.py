@@ -132,7 +132,8 @@ def test_classical_heads_write_the_same_schema(kind, shard_dir, tmp_path):
 
 
 def test_a_cosine_schedule_trains_the_first_epoch_at_lr_and_later_ones_slower(shard_dir, tmp_path):
-    assert [lr_factor("cosine", e, 4) for e in range(4)] == pytest.approx([1.0, 0.853553, 0.5, 0.146447], abs=1e-6)
+    expected = [1.0, 0.853553, 0.5, 0.146447]
+    assert [lr_factor("cosine", e, 4) for e in range(4)] == pytest.approx(expected, abs=1e-6)
     assert {lr_factor("constant", e, 4) for e in range(4)} == {1.0}
     runs = {schedule: read_run(train_head(load_config(write_config(tmp_path, shard_dir, train={
         "epochs": 3, "patience": 3, "dtype": "float64", "schedule": schedule})), tmp_path / f"{schedule}.h5",

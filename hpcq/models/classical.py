@@ -79,9 +79,9 @@ def _layers(widths: Sequence[int], activation: type[nn.Module]) -> nn.Sequential
 
 def input_dropout_layer(p: float) -> nn.Dropout:
     """Dropout on a head's input features while it trains (none in evaluation): a regulariser for heads
-    that see a few hundred embeddings. It holds no tensors, so a head's weights are the same with or without it."""
+    that see a few hundred embeddings. It holds no tensors, so a head's weights are the same without it."""
     if not 0 <= p < 1:
-        raise ConfigError(f"input_dropout={p!r} must be in [0, 1): the probability of zeroing an input feature")
+        raise ConfigError(f"input_dropout={p!r} must be in [0, 1): the chance of zeroing an input feature")
     return nn.Dropout(p)
 
 

@@ -51,7 +51,12 @@ from torch import nn
 from hpcq.circuits import Circuit, encoder_circuit
 from hpcq.errors import ConfigError
 from hpcq.models.circuits import reuploading_circuit
-from hpcq.models.classical import TanhBlock, input_dropout_layer, matched_hidden_width, trainable_parameter_count
+from hpcq.models.classical import (
+    TanhBlock,
+    input_dropout_layer,
+    matched_hidden_width,
+    trainable_parameter_count,
+)
 from hpcq.sim import BACKENDS, expectation
 from hpcq.sim.noise import NoiseSpec
 from hpcq.sim.shots import check_shots, estimate_expectation

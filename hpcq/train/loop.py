@@ -1,5 +1,5 @@
-"""The training loop for heads on fixed features: AdamW (constant or cosine rate), early stopping on validation,
-a checkpoint every epoch, data parallel over MPI ranks. Short enough to read in one sitting.
+"""The training loop for heads on fixed features: AdamW (constant or cosine rate), early stopping on
+validation, a checkpoint every epoch, data parallel over MPI ranks. Short enough to read in one sitting.
 
 Exact resume: the only randomness is the per-epoch shuffle (a generator seeded from the run seed and the epoch
 number, so it needs no state) and the global torch RNG (shots, noise and dropout draws), whose state every rank
