@@ -144,7 +144,8 @@ def paper_protocol_section(protocol: pd.DataFrame, figures_dir: Path) -> Section
     classical differences on each body, and what others published for the same protocol, labelled as theirs."""
     heads, published = head_table(protocol), published_table()
     tables = [("Test accuracy per body and head (mean and sd over seeds, 95% Student-t interval)", heads),
-              ("Quantum minus classical on the same body, paired by seed (95% Student-t interval)",
+              ("Quantum minus classical on the same body, paired by seed (95% Student-t interval; p_holm: "
+               "the p value Holm-adjusted over every row of this table)",
                paired_table(protocol)),
               ("Published for the same protocol: their numbers, not rerun here", published)]
     text = ["The seed paper's protocol: 256 + 256 SST-2 sentences drawn per seed (435 train, 77 validation), "
