@@ -14,7 +14,7 @@ from hpcq.report.study_report import build_report
 from hpcq.results import write_run
 from hpcq.results.aggregate import aggregate
 from hpcq.results.reproduction import head_table, paired_table, paper_protocol_runs, published_table
-from hpcq.results.stats import screening_statistics
+from hpcq.results.stats import MODEL_KIND, screening_statistics, selected_run_ids
 
 SEEDS = range(5)
 BODY_GAIN = {"head": 0.0, "setfit": 0.04}  # the tuned body lifts every head alike
@@ -69,6 +69,10 @@ def test_differences_pair_by_seed_on_one_body(runs):
     assert row["mean_diff"] == pytest.approx(0.870 - 0.878, abs=0.001)
     # the seed shift (sd 0.006) cancels in pairs: the interval is set by the 0.0005 noise alone
     assert row["ci_high"] - row["ci_low"] < 0.004 and row["ci_high"] < 0
+    # Holm over the 8 rows: the smallest p is multiplied by 8, and no adjusted p falls below its raw one
+    smallest = paired["p_value"].idxmin()
+    assert paired.loc[smallest, "p_holm"] == pytest.approx(min(1.0, 8 * paired.loc[smallest, "p_value"]))
+    assert (paired["p_holm"] >= paired["p_value"]).all() and (paired["p_holm"] <= 1).all()
 
 
 def test_screening_selects_within_each_body(runs):
@@ -77,6 +81,14 @@ def test_screening_selects_within_each_body(runs):
     assert set(selection["task"]) == {"head", "setfit"}
     chosen = selection[selection["selected"] & (selection["model_kind"] == "quantum")]
     assert len(chosen) == 2  # one quantum config per body, not one across both
+    # each selected row leads back to its own runs (its seeds, its body), as the learning-curve plot reads them;
+    # labels computed over the whole study named configs differently and found none
+    protocol = paper_protocol_runs(table)
+    for _, row in selection[selection["selected"]].iterrows():
+        runs_of_row = protocol[protocol["run_id"].isin(selected_run_ids(protocol, row))]
+        assert len(runs_of_row) == len(SEEDS), (row["task"], row["model_kind"], row["config"])
+        assert set(runs_of_row["task"]) == {row["task"]}
+        assert set(runs_of_row[MODEL_KIND]) == {row["model_kind"]}
 
 
 def test_the_report_shows_the_protocol_beside_published_numbers(runs):

@@ -6,6 +6,8 @@ a caller's global backend and no display is needed.
 
 from __future__ import annotations
 
+import textwrap
+
 from pathlib import Path
 
 import numpy as np
@@ -66,11 +68,18 @@ def main_effects_plot(effects: pd.DataFrame, out_dir: Path, response: str = "tes
     return save(figure, out_dir, "main_effects")
 
 
+def _within(row: pd.Series) -> str:
+    """'setfit, all-mpnet-base-v2 · ' when the row was selected within one task and body of several."""
+    values = stats.separate_values(row)
+    return ", ".join(str(v) for v in values.values()) + " · " if values else ""
+
+
 def _classical_bands(axis, selection: pd.DataFrame) -> None:
     classical = selection[selection["selected"] & (selection["model_kind"] != stats.QUANTUM)]
     for (_, row), color in zip(classical.iterrows(), ("tab:orange", "tab:green", "tab:red", "tab:purple",
                                                         "tab:brown", "tab:pink")):
-        axis.axhline(row["test_mean"], color=color, linewidth=1, label=f"{row['model_kind']} (selected)")
+        axis.axhline(row["test_mean"], color=color, linewidth=1,
+                     label=f"{_within(row)}{row['model_kind']} (selected)")
         if np.isfinite(row["test_ci_low"]):
             axis.axhspan(row["test_ci_low"], row["test_ci_high"], color=color, alpha=0.15)
 
@@ -112,24 +121,37 @@ def learning_curves_plot(runs: pd.DataFrame, curves: pd.DataFrame, selection: pd
     if curves.empty or selection.empty:
         return []
     trained = stats.training_runs(runs)
-    labels = stats.config_labels(trained, stats.design_columns(trained))
     chosen = selection[selection["selected"]]
-    metrics = sorted(curves["metric"].unique())
+    # grid_* series are a classical head's hyperparameter grid, not values over training steps
+    metrics = sorted(m for m in curves["metric"].unique() if not m.startswith("grid_"))
+    if not metrics:
+        return []
     figure, axes = _panels(len(metrics), width=4.0)
+    # one colour per selected config across every panel, named once in a legend under the figure: config
+    # labels run long, and a legend per panel would hide the curves
+    colors = [f"C{i % 10}" for i in range(len(chosen))]
+    legend: dict[str, object] = {}
     for axis, metric in zip(axes, metrics):
-        for row in chosen.itertuples():
-            ids = trained.loc[(trained[stats.MODEL_KIND] == row.model_kind) & (labels == row.config), "run_id"]
+        for color, (_, row) in zip(colors, chosen.iterrows()):
+            ids = stats.selected_run_ids(trained, row)
             table = curves[(curves["metric"] == metric) & curves["run_id"].isin(ids)]
             if table.empty:
                 continue
             summary = table.groupby("step")["value"].agg(["mean", "std"]).fillna({"std": 0.0})
-            axis.plot(summary.index, summary["mean"], label=f"{row.model_kind}: {row.config}")
+            (line,) = axis.plot(summary.index, summary["mean"], color=color)
             axis.fill_between(summary.index, summary["mean"] - summary["std"], summary["mean"] + summary["std"],
-                              alpha=0.2)
+                              color=color, alpha=0.2)
+            label = textwrap.fill(f"{_within(row)}{row['model_kind']}: {row['config']}", 160)
+            legend.setdefault(label, line)
         axis.set_title(metric, fontsize=_FONT + 1)
         axis.set_xlabel("step / epoch", fontsize=_FONT)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.legend(fontsize=_FONT - 2)
+        if not axis.lines:  # say so rather than leave an empty frame that reads as a flat curve
+            axis.text(0.5, 0.5, "no selected config recorded this curve", ha="center", va="center",
+                      transform=axis.transAxes, fontsize=_FONT)
+    if legend:
+        figure.legend(list(legend.values()), list(legend.keys()), loc="outside lower center",
+                      fontsize=_FONT - 2)
     figure.suptitle("Learning curves of the selected configs (mean ± sd over seeds)", fontsize=_FONT + 2)
     return save(figure, out_dir, "learning_curves")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -246,6 +247,22 @@ def paired_difference(first: pd.Series, second: pd.Series) -> dict[str, float | 
     p_value = float(scipy_stats.ttest_1samp(diffs, 0.0).pvalue) if len(diffs) > 1 and sd > 0 else np.nan
     return {"n_pairs": len(diffs), "mean_diff": mean, "sd_diff": sd, "ci_low": low, "ci_high": high,
             "p_value": p_value, "note": "" if len(diffs) > 1 else "fewer than 2 shared seeds: no interval"}
+
+
+def separate_values(row: pd.Series) -> dict[str, Any]:
+    """The task and body (`SEPARATE`) a selection row was chosen within; empty if the study had one of each."""
+    return {key: row[key] for key in SEPARATE if key in row.index and pd.notna(row[key])}
+
+
+def selected_run_ids(trained: pd.DataFrame, row: pd.Series) -> pd.Series:
+    """run_id of the runs behind one selection row: its model kind and config, labelled as the selection
+    labelled them, within its task and body (a config's label depends on what varies in the group it was
+    chosen from, so labels from the whole study would not match)."""
+    group = trained
+    for key, value in separate_values(row).items():
+        group = group[group[key] == value]
+    labels = config_labels(group, design_columns(group))
+    return group.loc[(group[MODEL_KIND] == row["model_kind"]) & (labels == row["config"]), "run_id"]
 
 
 def _for_each_task_and_body(runs: pd.DataFrame, analysis) -> pd.DataFrame:
