@@ -90,6 +90,52 @@ def test_partial_eta_squared_matches_an_independent_type_ii_computation():
         assert table.loc[term, "partial_eta_sq"] == pytest.approx(ss / (ss + full), rel=1e-9)
 
 
+def test_factors_that_vary_together_are_one_factor():
+    """Two whole configs compared (the paper-protocol study's 10- and 14-qubit heads): qubits and layers
+    always change together, so no test can tell them apart. Reported apart, each claimed the difference."""
+    rng = np.random.default_rng(5)
+    qubits = np.repeat([10, 14], 5)
+    runs = pd.DataFrame({"model.n_qubits": qubits, "model.layers": np.where(qubits == 10, 2, 3),
+                         "final.test_accuracy": np.where(qubits == 10, 0.86, 0.82) + rng.normal(0, 0.003, 10)})
+    effects = main_effects(runs)
+    assert set(effects["factor"]) == {"qubits = layers"}
+    assert set(effects["column"]) == {"model.n_qubits, model.layers"}
+    table = anova(runs).set_index("term")
+    assert list(table.index) == ["qubits = layers", "Residual"] and table.loc["qubits = layers", "df"] == 1
+
+
+def test_a_confounded_design_gets_a_note_not_numbers():
+    """layers = qubits + lr as dummies (cells 00-0, 10-1, 01-1), no two of them aliased: the design is
+    rank-deficient, and statsmodels would still print F and p for every term."""
+    cells = [(4, 0.01, 1), (8, 0.01, 2), (4, 0.1, 2)] * 3
+    qubits, lr, layers = (np.array(column) for column in zip(*cells))
+    runs = pd.DataFrame({"model.n_qubits": qubits, "train.lr": lr, "model.layers": layers,
+                         "final.test_accuracy": 0.8 + 0.01 * np.arange(len(cells)) % 3})
+    table = anova(runs)
+    note = table["note"].iloc[0]
+    assert len(table) == 1 and "confounded" in note and "rank 3 of 4" in note
+    assert table["p_value"].isna().all()
+
+
+def test_main_effects_of_two_tasks_are_two_series_on_one_level_axis(tmp_path, monkeypatch):
+    """A study analysed per task: each task's means are their own series and grand mean, placed by level (one
+    task lacks level 8), not one line running through both tasks' means."""
+    effects = pd.DataFrame({"factor": "qubits", "column": "model.n_qubits", "n": 5, "effect": 0.0,
+                            "task": ["head", "head", "setfit"], "level": ["4", "8", "4"],
+                            "mean": [0.80, 0.82, 0.90], "sd": 0.01, "ci_low": [0.79, 0.81, 0.89],
+                            "ci_high": [0.81, 0.83, 0.91]})
+    drawn = []
+    monkeypatch.setattr(plots, "save", lambda figure, out_dir, name: drawn.append(figure) or [])
+    plots.main_effects_plot(effects, tmp_path)
+    (axis,) = drawn[0].axes
+    assert [text.get_text() for text in axis.get_legend().get_texts()] == ["head", "setfit"]
+    series = [line for line in axis.lines if line.get_linestyle() == "-"]
+    assert [list(line.get_xdata()) for line in series] == [[0, 1], [0]]
+    assert [tick.get_text() for tick in axis.get_xticklabels()] == ["4", "8"]
+    grand_means = sorted(line.get_ydata()[0] for line in axis.lines if line.get_linestyle() == "--")
+    assert grand_means == pytest.approx([0.81, 0.90])
+
+
 def test_anova_says_when_it_cannot_be_fitted():
     tiny = pd.DataFrame({"model.n_qubits": [4, 8], "final.test_accuracy": [0.8, 0.9]})
     assert "cannot fit" in anova(tiny)["note"].iloc[0]

@@ -50,19 +50,30 @@ def _error_bars(axis, x, table: pd.DataFrame, **style) -> None:
 
 
 def main_effects_plot(effects: pd.DataFrame, out_dir: Path, response: str = "test accuracy") -> list[Path]:
-    """One panel per factor: mean response per level with its 95% CI, against the grand mean."""
+    """One panel per factor: mean response per level with its 95% CI, against the grand mean; a study analysed
+    per task or body (`stats.SEPARATE` columns in `effects`) gets one series and one grand mean per group."""
     if effects.empty:
         return []
     factors = list(dict.fromkeys(effects["factor"]))
-    figure, axes = _panels(len(factors))
+    keys = [key for key in stats.SEPARATE if key in effects.columns]
+    groups = list(effects.groupby(keys, sort=True)) if keys else [((), effects)]
+    figure, axes = _panels(len(factors), width=3.2 + 1.2 * (len(groups) > 1))
     for axis, factor in zip(axes, factors):
-        table = effects[effects["factor"] == factor]
-        grand = float((table["mean"] * table["n"]).sum() / table["n"].sum())
-        positions = np.arange(len(table))
-        _error_bars(axis, positions, table, color="tab:blue")
-        axis.axhline(grand, color="grey", linestyle="--", linewidth=0.8)
-        axis.set_xticks(positions, table["level"], fontsize=_FONT)
-        axis.set_title(factor, fontsize=_FONT + 1)
+        # every group's levels on one axis: a group may lack some
+        levels = list(dict.fromkeys(effects.loc[effects["factor"] == factor, "level"]))
+        for color, (group, rows) in zip((f"C{i % 10}" for i in range(len(groups))), groups):
+            table = rows[rows["factor"] == factor]
+            if table.empty:
+                continue
+            label = ", ".join(str(v) for v in (group if isinstance(group, tuple) else (group,))) or None
+            grand = float((table["mean"] * table["n"]).sum() / table["n"].sum())
+            positions = [levels.index(level) for level in table["level"]]
+            _error_bars(axis, positions, table, color=color, label=label)
+            axis.axhline(grand, color=color, linestyle="--", linewidth=0.8)
+        axis.set_xticks(range(len(levels)), levels, fontsize=_FONT)
+        if len(groups) > 1:
+            axis.legend(fontsize=_FONT - 2)
+        axis.set_title(textwrap.fill(factor, 40), fontsize=_FONT + 1)
         axis.set_ylabel(f"mean {response}", fontsize=_FONT)
     figure.suptitle("Main effects (95% CI; dashed: grand mean)", fontsize=_FONT + 2)
     return save(figure, out_dir, "main_effects")

@@ -130,16 +130,41 @@ def varying_factors(runs: pd.DataFrame) -> dict[str, pd.Series]:
     return found
 
 
-def main_effects(runs: pd.DataFrame, response: str = RESPONSE) -> pd.DataFrame:
-    """Marginal mean response per level of each varying factor, its 95% CI, and its effect vs the grand mean."""
-    rows = []
+def aliased_groups(factors: dict[str, pd.Series]) -> dict[str, list[str]]:
+    """Factors that vary together (each level of one always meets the same level of the other, as when a study
+    compares two whole configs) are one factor to any test: grouped under `a = b = …`, the first one's levels
+    standing for all. Reported apart, each would claim the same effect as its own."""
+    groups: list[list[str]] = []
+    for name, levels in factors.items():
+        for group in groups:
+            lead = factors[group[0]]
+            pairs = pd.DataFrame({"lead": lead.to_numpy(), "other": levels.to_numpy()}).drop_duplicates()
+            if len(pairs) == lead.nunique() == levels.nunique():
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return {" = ".join(group): group for group in groups}
+
+
+def _distinct_factors(runs: pd.DataFrame, response: str) -> dict[str, tuple[pd.Series, str]]:
+    """Varying factors with aliased ones merged: name → (level labels, the config columns behind it)."""
     factors = varying_factors(runs) if response in runs.columns else {}
+    return {name: (factors[members[0]], ", ".join(FACTORS[m] for m in members))
+            for name, members in aliased_groups(factors).items()}
+
+
+def main_effects(runs: pd.DataFrame, response: str = RESPONSE) -> pd.DataFrame:
+    """Marginal mean response per level of each varying factor (aliased factors as one), its 95% CI, and its
+    effect vs the grand mean."""
+    rows = []
+    factors = _distinct_factors(runs, response)
     grand = float(runs[response].mean()) if factors else np.nan
-    for factor, levels in factors.items():
+    for factor, (levels, columns) in factors.items():
         for level in sorted(levels.unique(), key=_level_sort_key):
             values = runs.loc[levels == level, response].to_numpy(dtype=float)
             mean, sd, low, high = t_interval(values)
-            rows.append({"factor": factor, "column": FACTORS[factor], "level": level, "n": len(values),
+            rows.append({"factor": factor, "column": columns, "level": level, "n": len(values),
                          "mean": mean, "sd": sd, "ci_low": low, "ci_high": high, "effect": mean - grand})
     return pd.DataFrame(rows, columns=["factor", "column", "level", "n", "mean", "sd", "ci_low", "ci_high",
                                        "effect"])
@@ -151,13 +176,15 @@ PARTIAL_ETA_SQ = ("partial eta squared: SS_term / (SS_term + SS_residual), from 
 
 
 def anova(runs: pd.DataFrame, response: str = RESPONSE) -> pd.DataFrame:
-    """Type-II ANOVA of the response on all varying factors (main effects, categorical), via statsmodels, with
-    each term's partial eta squared (`PARTIAL_ETA_SQ`)."""
+    """Type-II ANOVA of the response on all varying factors (main effects, categorical; aliased factors as one
+    term), via statsmodels, with each term's partial eta squared (`PARTIAL_ETA_SQ`). A design whose factors
+    are still confounded after that (rank-deficient) gets a note instead of numbers: its sums of squares
+    would be arbitrary, and its F tests read as findings."""
     import statsmodels.formula.api as smf
     from statsmodels.stats.anova import anova_lm
 
     columns = ["term", "sum_sq", "df", "F", "p_value", "partial_eta_sq", "note"]
-    factors = varying_factors(runs) if response in runs.columns else {}
+    factors = {name: levels for name, (levels, _) in _distinct_factors(runs, response).items()}
     if not factors:
         return pd.DataFrame([{"term": "", "note": "no factor varies: nothing to test"}], columns=columns)
     names = {factor: f"f{i}" for i, factor in enumerate(factors)}
@@ -168,8 +195,13 @@ def anova(runs: pd.DataFrame, response: str = RESPONSE) -> pd.DataFrame:
     if len(frame) <= n_params:
         return pd.DataFrame([{"term": "", "note": f"{len(frame)} runs cannot fit {n_params} parameters: "
                                                   "add seeds or configs"}], columns=columns)
-    formula = "y ~ " + " + ".join(f"C({name})" for name in names.values())
-    table = anova_lm(smf.ols(formula, data=frame).fit(), typ=2)
+    model = smf.ols("y ~ " + " + ".join(f"C({name})" for name in names.values()), data=frame)
+    rank, width = np.linalg.matrix_rank(model.exog), model.exog.shape[1]  # before fitting, which would warn
+    if rank < width:
+        note = (f"the factors {', '.join(factors)} are confounded (design rank {rank} of {width}): no term "
+                "can be tested apart; vary them independently")
+        return pd.DataFrame([{"term": "", "note": note}], columns=columns)
+    table = anova_lm(model.fit(), typ=2)
     residual = float(table.loc["Residual", "sum_sq"])
     partial = (table["sum_sq"] / (table["sum_sq"] + residual)).where(table.index != "Residual")
     labels = {f"C({name})": factor for factor, name in names.items()}
