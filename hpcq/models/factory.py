@@ -47,11 +47,11 @@ def build_head(model: dict[str, Any], in_features: int, n_classes: int, dtype: t
         return build_quantum_head(model, in_features, n_classes, dtype)
     if kind == "mlp":
         return MLPHead(in_features, model["hidden"], n_classes, components=model["components"],
-                       input_dropout=model.get("input_dropout", 0.0), dtype=dtype)
+                       input_dropout=model["input_dropout"], dtype=dtype)
     if kind == "mlp_matched":
         target = matched_parameter_budget(model, in_features, n_classes)
         preferred = model["components"] or model["n_qubits"]
         shape = matched_mlp_shape(target, in_features, n_classes, preferred)
         return MLPHead(in_features, [shape.hidden], n_classes, components=shape.components,
-                       input_dropout=model.get("input_dropout", 0.0), dtype=dtype)
+                       input_dropout=model["input_dropout"], dtype=dtype)
     raise ConfigError(f"model.kind={kind!r} is not a PyTorch head; choose one of {', '.join(TORCH_KINDS)}")

@@ -65,7 +65,7 @@ def main_effects_plot(effects: pd.DataFrame, out_dir: Path, response: str = "tes
             table = rows[rows["factor"] == factor]
             if table.empty:
                 continue
-            label = ", ".join(str(v) for v in (group if isinstance(group, tuple) else (group,))) or None
+            label = ", ".join(map(str, group)) or None  # group: the tuple of the keys' values
             grand = float((table["mean"] * table["n"]).sum() / table["n"].sum())
             positions = [levels.index(level) for level in table["level"]]
             _error_bars(axis, positions, table, color=color, label=label)
@@ -142,9 +142,9 @@ def learning_curves_plot(runs: pd.DataFrame, curves: pd.DataFrame, selection: pd
     # labels run long, and a legend per panel would hide the curves
     colors = [f"C{i % 10}" for i in range(len(chosen))]
     legend: dict[str, object] = {}
+    run_ids = [stats.selected_run_ids(trained, row) for _, row in chosen.iterrows()]  # once, not per panel
     for axis, metric in zip(axes, metrics):
-        for color, (_, row) in zip(colors, chosen.iterrows()):
-            ids = stats.selected_run_ids(trained, row)
+        for color, ids, (_, row) in zip(colors, run_ids, chosen.iterrows()):
             table = curves[(curves["metric"] == metric) & curves["run_id"].isin(ids)]
             if table.empty:
                 continue
